@@ -1,0 +1,1 @@
+//! Server-server API: discovery, keys, request signing, transactions, joins, backfill.

@@ -1,0 +1,9 @@
+//! The `myelin` homeserver binary.
+
+fn main() {
+    eprintln!(
+        "myelin {}: the client-server API is not built yet",
+        env!("CARGO_PKG_VERSION")
+    );
+    std::process::exit(2);
+}
