@@ -399,12 +399,13 @@ impl Pdu {
 
     /// This event after redaction: same ID, same signatures, content stripped.
     pub fn redacted(&self) -> Pdu {
-        let mut json = self.json.clone();
-        crate::redaction::redact_in_place(self.rules().redaction, &mut json);
-        Pdu {
-            json,
-            ..self.clone()
-        }
+        self.clone().into_redacted()
+    }
+
+    /// Consumes this event and returns its redacted form.
+    pub fn into_redacted(mut self) -> Pdu {
+        crate::redaction::redact_in_place(self.rules().redaction, &mut self.json);
+        self
     }
 
     /// The bytes this event's signatures cover.
@@ -414,10 +415,16 @@ impl Pdu {
 
     /// The servers that must have signed this event (server-server API
     /// "Validating hashes and signatures on received events"): the sender's
-    /// server, and for a restricted join the server of the user who
-    /// authorised it.
+    /// server, unless the event is an invite from a third-party invite (the
+    /// server sending those may differ), and for a restricted join the server
+    /// of the user who authorised it.
     pub fn required_signers(&self) -> Vec<OwnedServerName> {
-        let mut servers = vec![self.sender.server_name().to_owned()];
+        let mut servers = Vec::with_capacity(2);
+        let third_party_invite = self.membership() == Some("invite")
+            && self.content().contains_key("third_party_invite");
+        if !third_party_invite {
+            servers.push(self.sender.server_name().to_owned());
+        }
         if self.membership() == Some("join")
             && let Some(Value::String(via)) = self.content().get("join_authorised_via_users_server")
             && let Ok(via) = UserId::parse(via)
