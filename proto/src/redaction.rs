@@ -73,15 +73,19 @@ fn redacted_content(rules: RedactionRules, event_type: &str, content: &Value) ->
         .filter(|(k, _)| keep.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    // v11: the `signed` part of a member event's `third_party_invite` survives.
+    // v11: the `signed` part of a member event's `third_party_invite`
+    // survives. The spec leaves open what happens to a `third_party_invite`
+    // without `signed`; like Synapse we keep an object as `{}` (plus
+    // `signed` when present) and drop anything that is not an object.
     if rules == RedactionRules::V11
         && event_type == "m.room.member"
         && let Some(Value::Object(tpi)) = c.get("third_party_invite")
-        && let Some(signed) = tpi.get("signed")
     {
-        let mut tpi = Object::new();
-        tpi.insert("signed".to_owned(), signed.clone());
-        kept.insert("third_party_invite".to_owned(), Value::Object(tpi));
+        let mut kept_tpi = Object::new();
+        if let Some(signed) = tpi.get("signed") {
+            kept_tpi.insert("signed".to_owned(), signed.clone());
+        }
+        kept.insert("third_party_invite".to_owned(), Value::Object(kept_tpi));
     }
     Value::Object(kept)
 }
@@ -156,6 +160,20 @@ mod tests {
         );
         assert_eq!(
             redacted(RedactionRules::V9, ev),
+            r#"{"content":{"membership":"invite"},"type":"m.room.member"}"#
+        );
+    }
+
+    #[test]
+    fn third_party_invite_without_signed_is_kept_as_an_empty_object() {
+        let ev = r#"{"type":"m.room.member","content":{"membership":"invite","third_party_invite":{"display_name":"a"}}}"#;
+        assert_eq!(
+            redacted(RedactionRules::V11, ev),
+            r#"{"content":{"membership":"invite","third_party_invite":{}},"type":"m.room.member"}"#
+        );
+        let not_object = r#"{"type":"m.room.member","content":{"membership":"invite","third_party_invite":null}}"#;
+        assert_eq!(
+            redacted(RedactionRules::V11, not_object),
             r#"{"content":{"membership":"invite"},"type":"m.room.member"}"#
         );
     }

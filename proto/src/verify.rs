@@ -100,7 +100,13 @@ pub fn verify_pdus(pdus: &[Pdu], keys: &impl KeyRing) -> Vec<Result<Verified, Ve
     let messages: Vec<Vec<u8>> = pdus
         .iter()
         .zip(&outcomes)
-        .map(|(pdu, o)| if o.is_ok() { pdu.signed_bytes() } else { Vec::new() })
+        .map(|(pdu, o)| {
+            if o.is_ok() {
+                pdu.signed_bytes()
+            } else {
+                Vec::new()
+            }
+        })
         .collect();
     let items: Vec<BatchItem<'_>> = pending
         .iter()
@@ -150,11 +156,17 @@ mod tests {
     fn keyring() -> Keys {
         Keys(BTreeMap::from([
             (
-                (ServerName::parse("a.test").expect("sn"), "ed25519:1".to_owned()),
+                (
+                    ServerName::parse("a.test").expect("sn"),
+                    "ed25519:1".to_owned(),
+                ),
                 key(1).public_key(),
             ),
             (
-                (ServerName::parse("b.test").expect("sn"), "ed25519:1".to_owned()),
+                (
+                    ServerName::parse("b.test").expect("sn"),
+                    "ed25519:1".to_owned(),
+                ),
                 key(2).public_key(),
             ),
         ]))
