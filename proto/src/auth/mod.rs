@@ -18,6 +18,16 @@
 //!
 //! Where the spec is silent, the rules follow Synapse; each such choice is
 //! documented where it is made.
+//!
+//! Comments in this module number rules as room versions 10 and 11 do; v12
+//! inserted rule 2 and rule 10.4, so from rule 2 on its numbers are one
+//! higher (and rule 9.4 onwards becomes 10.5 onwards). [`AuthError::rule`]
+//! always carries the number of the version checked.
+//!
+//! Besides the checks, the module exposes what state resolution and the
+//! server read from the auth state: [`PowerLevels`] (a user's
+//! [`UserPowerLevel`], an event type's required level), [`RoomCreate`]
+//! (creators, `m.federate`), [`JoinRule`] and [`Membership`].
 
 mod create;
 mod join_rules;

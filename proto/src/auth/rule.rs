@@ -176,3 +176,98 @@ impl Rule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rule::{self, *};
+    use crate::room_version::RoomVersion;
+
+    const ALL: [Rule; 51] = [
+        CreatePrevEvents,
+        CreateRoomId,
+        CreateRoomVersion,
+        CreateCreator,
+        CreateAdditionalCreators,
+        RoomIdIsCreate,
+        AuthDuplicate,
+        AuthSelection,
+        AuthNoCreate,
+        AuthRoom,
+        Federate,
+        MemberShape,
+        MemberAuthoriserSignature,
+        JoinSenderIsNotTarget,
+        JoinBanned,
+        JoinAuthoriser,
+        JoinNotAllowed,
+        TpiTargetBanned,
+        TpiNoSigned,
+        TpiNoMxidOrToken,
+        TpiMxidMismatch,
+        TpiNoInviteEvent,
+        TpiSenderMismatch,
+        TpiNoValidSignature,
+        InviteSenderNotJoined,
+        InviteTargetJoinedOrBanned,
+        InviteLevel,
+        LeaveSelf,
+        LeaveSenderNotJoined,
+        Unban,
+        Kick,
+        BanSenderNotJoined,
+        BanLevel,
+        KnockNotAllowed,
+        KnockSenderIsNotTarget,
+        KnockMembership,
+        UnknownMembership,
+        SenderNotJoined,
+        ThirdPartyInviteLevel,
+        RequiredLevel,
+        StateKeyIsOtherUser,
+        PlIntegerFields,
+        PlIntegerMaps,
+        PlUsers,
+        PlCreatorListed,
+        PlFieldCurrent,
+        PlFieldNew,
+        PlMapCurrent,
+        PlMapNew,
+        PlUserCurrent,
+        PlUserNew,
+    ];
+
+    /// v12 renumbered by inserting rule 2 and rule 10.4; every rule that
+    /// exists in both versions must follow that shift.
+    #[test]
+    fn v12_numbers_are_the_v10_numbers_shifted() {
+        let only_one_version = [
+            CreateCreator,
+            CreateAdditionalCreators,
+            RoomIdIsCreate,
+            AuthNoCreate,
+            PlCreatorListed,
+        ];
+        for rule in ALL {
+            let v10 = rule.number(RoomVersion::V10.rules());
+            assert_eq!(v10, rule.number(RoomVersion::V11.rules()));
+            if only_one_version.contains(&rule) {
+                continue;
+            }
+            let mut parts: Vec<u32> = v10.split('.').map(|p| p.parse().expect("number")).collect();
+            if parts[0] == 9 && parts.len() > 1 && parts[1] >= 4 {
+                parts[1] += 1;
+            }
+            if parts[0] >= 2 {
+                parts[0] += 1;
+            }
+            let shifted = parts
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(".");
+            assert_eq!(rule.number(RoomVersion::V12.rules()), shifted, "{rule:?}");
+        }
+        assert_eq!(RoomIdIsCreate.number(RoomVersion::V12.rules()), "2");
+        assert_eq!(PlCreatorListed.number(RoomVersion::V12.rules()), "10.4");
+    }
+}
