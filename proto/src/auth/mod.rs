@@ -24,6 +24,21 @@
 //! higher (and rule 9.4 onwards becomes 10.5 onwards). [`AuthError::rule`]
 //! always carries the number of the version checked.
 //!
+//! Choices where implementations differ (each tested):
+//!
+//! - No `m.room.join_rules` event, or one without `join_rule`: read as
+//!   `invite`, as Synapse does (ruma-state-res rejects every join).
+//! - Rule 9.5 compares the values a property has, not its defaults: adding
+//!   `ban` below its default 50, or removing it, is judged on the one value
+//!   that exists (spec wording, Synapse; ruma compares the defaults too).
+//! - Only `m.federate: false` restricts a room (spec wording; Synapse also
+//!   restricts on any other non-`true` value, ruma rejects every event).
+//! - Rule 4.2 applies to every membership, as the spec words it (Synapse
+//!   checks the authorising server's signature on joins only).
+//! - A power levels event with a non-empty state key is compared with the
+//!   room's power levels (spec wording, ruma; Synapse finds no previous
+//!   event for that key and allows any change).
+//!
 //! Besides the checks, the module exposes what state resolution and the
 //! server read from the auth state: [`PowerLevels`] (a user's
 //! [`UserPowerLevel`], an event type's required level), [`RoomCreate`]
