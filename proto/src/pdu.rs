@@ -415,8 +415,11 @@ impl Pdu {
     /// The servers that must have signed this event (server-server API
     /// "Validating hashes and signatures on received events"): the sender's
     /// server, unless the event is an invite from a third-party invite (the
-    /// server sending those may differ), and for a restricted join the server
-    /// of the user who authorised it.
+    /// server sending those may differ), and the server of the user named in
+    /// `join_authorised_via_users_server`. The auth rules require that
+    /// server's signature on any member event carrying the key, not only on
+    /// joins, so it is verified on receipt for all of them. A value that is
+    /// not a user ID adds nothing here; the auth rules reject the event.
     pub fn required_signers(&self) -> Vec<OwnedServerName> {
         let mut servers = Vec::with_capacity(2);
         let third_party_invite = self.membership() == Some("invite")
@@ -424,7 +427,7 @@ impl Pdu {
         if !third_party_invite {
             servers.push(self.sender.server_name().to_owned());
         }
-        if self.membership() == Some("join")
+        if self.event_type == "m.room.member"
             && let Some(Value::String(via)) = self.content().get("join_authorised_via_users_server")
             && let Ok(via) = UserId::parse(via)
             && !servers.iter().any(|s| s == via.server_name())

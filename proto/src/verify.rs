@@ -257,5 +257,24 @@ mod tests {
         let cosigned = Pdu::from_object(RoomVersion::V11, json).expect("pdu");
         assert_eq!(verify_pdu(&cosigned, &keys), Ok(Verified::All));
         assert_eq!(verify_pdus(&[cosigned], &keys), vec![Ok(Verified::All)]);
+
+        // The auth rules check the key on every membership, so a leave that
+        // carries it needs that server's signature too.
+        let leave = PduBuilder::new(
+            "m.room.member",
+            Some("@u:a.test"),
+            parse_object(
+                br#"{"membership":"leave","join_authorised_via_users_server":"@admin:b.test"}"#,
+            )
+            .expect("json"),
+            &UserId::parse("@u:a.test").expect("user"),
+            Some(&ruma::RoomId::parse("!r:a.test").expect("room")),
+        )
+        .build(RoomVersion::V11, "a.test", &key(1))
+        .expect("build");
+        assert_eq!(
+            verify_pdu(&leave, &keys),
+            Err(VerifyError::NotSigned("b.test".into()))
+        );
     }
 }

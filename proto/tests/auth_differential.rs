@@ -18,7 +18,7 @@
 //! The seed is fixed so CI is reproducible; set `PROPTEST_RNG_SEED` (and
 //! `PROPTEST_CASES`) to explore other cases.
 
-#[path = "auth_support.rs"]
+#[path = "support/auth.rs"]
 mod support;
 
 use std::collections::HashMap;

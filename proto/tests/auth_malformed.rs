@@ -3,7 +3,7 @@
 //! largest and smallest integers canonical JSON allows, in the candidate
 //! event and in every state event the rules read.
 
-#[path = "auth_support.rs"]
+#[path = "support/auth.rs"]
 mod support;
 
 use myelin_proto::auth::{

@@ -2,7 +2,7 @@
 //! room versions 10, 11 and 12. Each assertion names the rule number the
 //! rejection must carry, so a rule firing for the wrong reason fails too.
 
-#[path = "auth_support.rs"]
+#[path = "support/auth.rs"]
 mod support;
 
 use myelin_proto::auth::{

@@ -189,25 +189,25 @@ fn ruma_keeps_non_object_third_party_invite(rules: RedactionRules, ev: &Object) 
 ///   them to pick the signers. We check the signature and leave malformed
 ///   content to the auth rules, which reject it.
 /// - ruma requires the signature of `join_authorised_via_users_server`'s
-///   server on *any* event whose content has that key, and fails on a
-///   non-string value. The spec ("restricted join rooms") and Synapse apply
-///   it to `m.room.member` joins only; a malformed value there is rejected
-///   by auth rule 4.2.1 / 5.2.1, not by signature checking.
+///   server on *any* event whose content has that key, and fails when the
+///   value is not a user ID. The auth rules (v10 4.2, v12 5.2) apply it to
+///   `m.room.member` events, which is where we require it; a value that is
+///   not a user ID is rejected by that same auth rule, not by signature
+///   checking.
 fn signer_rules_differ(ev: &Object) -> bool {
     let content = ev["content"].as_object();
     let get = |k: &str| content.and_then(|c| c.get(k));
     let is_member = ev.get("type").and_then(Value::as_str) == Some("m.room.member");
-    let membership = get("membership");
     if let Some(via) = get("join_authorised_via_users_server") {
-        let member_join = is_member && membership.and_then(Value::as_str) == Some("join");
-        if !member_join || via.as_str().is_none() {
+        let valid_user = via.as_str().is_some_and(|v| ruma::UserId::parse(v).is_ok());
+        if !is_member || !valid_user {
             return true;
         }
     }
     if !is_member {
         return false;
     }
-    match membership {
+    match get("membership") {
         Some(Value::String(m)) => {
             m == "invite" && get("third_party_invite").is_some_and(|t| t.as_object().is_none())
         }
