@@ -10,6 +10,40 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/myelin-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "== toolchain: $(rustc --version)"
+
+# PostgreSQL for the storage tests: a private cluster on 127.0.0.1:5433,
+# started fresh for this run. MYELIN_TEST_POSTGRES tells the tests where it is.
+start_postgres() {
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "== installing PostgreSQL"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+  fi
+  local bin
+  bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  local dir=/var/tmp/myelin-pg
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    su postgres -c "$bin/pg_ctl -D $dir/data -m immediate stop" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  chown postgres "$dir"
+  su postgres -c "$bin/initdb -D $dir/data --auth=trust -U postgres" >/dev/null
+  su postgres -c "$bin/pg_ctl -D $dir/data -l $dir/log -w start \
+    -o '-p 5433 -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off'" >/dev/null
+  export MYELIN_TEST_POSTGRES="postgres://postgres@127.0.0.1:5433"
+  echo "== PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:5433"
+}
+if [ -n "${MYELIN_TEST_POSTGRES:-}" ]; then
+  echo "== using PostgreSQL at $MYELIN_TEST_POSTGRES"
+elif [ "$(id -u)" = 0 ]; then
+  start_postgres
+else
+  echo "ops/test.sh: run as root so PostgreSQL can be installed and started," >&2
+  echo "or set MYELIN_TEST_POSTGRES=postgres://user@host:port to use a running server." >&2
+  exit 1
+fi
 echo "== format"
 cargo fmt --all -- --check
 echo "== lint"

@@ -1,1 +1,17 @@
-//! Database schema migrations (sea-orm-migration). Populated with the storage layer.
+//! Myelin's database schema as an ordered list of migrations. Each migration
+//! is written once against sea-query's schema builder so the same file
+//! creates the same tables on SQLite and PostgreSQL. Migrations are never
+//! edited after they land; changes come as new migrations.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_accounts;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_accounts::Migration)]
+    }
+}

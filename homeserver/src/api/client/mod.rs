@@ -1,0 +1,3 @@
+//! Client-server API endpoints, one module per area of the spec.
+
+pub mod discovery;

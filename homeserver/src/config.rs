@@ -1,0 +1,269 @@
+//! Configuration: the documented defaults in `conf/default.toml` (compiled
+//! in), then an optional TOML file, then `MYELIN__SECTION__KEY` environment
+//! variables. Unknown keys are errors, so a typo names itself instead of
+//! being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The defaults, documented, as shipped in `conf/default.toml`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../conf/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub listen: ListenConfig,
+    pub database: DatabaseConfig,
+    pub registration: RegistrationConfig,
+    pub limits: LimitsConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub metrics: MetricsConfig,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub signing_key_path: String,
+    pub public_baseurl: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    pub client: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    pub enabled: bool,
+    pub shared_secret: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    pub registration: RateLimit,
+    pub login: RateLimit,
+    pub message: RateLimit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+/// A configuration that cannot be used, with the key at fault in the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// [`Config::load`] with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_CONFIG,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("MYELIN__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("MYELIN")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError(format!("cannot read configuration: {e}")))?;
+        let config: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError(format!("invalid configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if ruma::ServerName::parse(&self.server.name).is_err() {
+            return Err(ConfigError(format!(
+                "invalid configuration: server.name {:?} is not a valid server name",
+                self.server.name
+            )));
+        }
+        let url = &self.database.url;
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "invalid configuration: database.url must start with sqlite: or postgres://"
+                    .to_owned(),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError(
+                "invalid configuration: database.max_connections must be at least 1".to_owned(),
+            ));
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "invalid configuration: metrics.listen {:?} is not an address:port",
+                self.metrics.listen
+            )));
+        }
+        for (name, limit) in [
+            ("registration", self.rate_limits.registration),
+            ("login", self.rate_limits.login),
+            ("message", self.rate_limits.message),
+        ] {
+            if !limit.per_second.is_finite() || limit.per_second < 0.0 {
+                return Err(ConfigError(format!(
+                    "invalid configuration: rate_limits.{name}.per_second must be 0 or more"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.server.data_dir.join("myelin.db").display()
+            )
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Where the signing key lives.
+    pub fn signing_key_path(&self) -> PathBuf {
+        if self.server.signing_key_path.is_empty() {
+            self.server.data_dir.join("signing.key")
+        } else {
+            PathBuf::from(&self.server.signing_key_path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_env_overrides() {
+        let c = Config::load_with_env(None, env(&[])).expect("defaults");
+        assert_eq!(c.server.name, "localhost");
+        assert_eq!(c.listen.client, "127.0.0.1:8008".parse().expect("addr"));
+        assert!(c.database_url().starts_with("sqlite://"));
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("MYELIN__SERVER__NAME", "example.org"),
+                ("MYELIN__DATABASE__MAX_CONNECTIONS", "4"),
+                ("MYELIN__REGISTRATION__ENABLED", "false"),
+                ("OTHER__SERVER__NAME", "ignored.org"),
+            ]),
+        )
+        .expect("env");
+        assert_eq!(c.server.name, "example.org");
+        assert_eq!(c.database.max_connections, 4);
+        assert!(!c.registration.enabled);
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let dir = std::env::temp_dir().join(format!("myelin-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "[database]\nmax_connections = \"many\"\n").expect("write");
+        let err = Config::load_with_env(Some(&file), env(&[])).expect_err("bad type");
+        assert!(err.to_string().contains("max_connections"), "{err}");
+        std::fs::write(&file, "[server]\nnmae = \"typo.org\"\n").expect("write");
+        let err = Config::load_with_env(Some(&file), env(&[])).expect_err("unknown key");
+        assert!(err.to_string().contains("nmae"), "{err}");
+        let err = Config::load_with_env(None, env(&[("MYELIN__SERVER__NAME", "bad name!")]))
+            .expect_err("invalid server name");
+        assert!(err.to_string().contains("server.name"), "{err}");
+        let err = Config::load_with_env(Some(&dir.join("missing.toml")), env(&[]))
+            .expect_err("missing file");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

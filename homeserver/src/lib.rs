@@ -1,0 +1,12 @@
+//! The Myelin homeserver: client-server API, storage and sync, on top of
+//! `myelin-proto` for everything that makes events correct.
+
+pub mod api;
+pub mod config;
+pub mod keys;
+pub mod metrics;
+pub mod server;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+pub mod time;
