@@ -239,12 +239,11 @@ impl Pdu {
             && event_type == "m.room.create"
             && state_key.as_deref() == Some("");
         let event_id_str = hashes::event_id(rules.redaction, &obj);
-        let event_id = OwnedEventId::try_from(event_id_str.as_str()).map_err(|_| {
-            PduError::InvalidId {
+        let event_id =
+            OwnedEventId::try_from(event_id_str.as_str()).map_err(|_| PduError::InvalidId {
                 field: "event_id",
                 value: event_id_str.clone(),
-            }
-        })?;
+            })?;
         let room_id = if is_v12_create {
             if obj.contains_key("room_id") {
                 return Err(PduError::CreateWithRoomId);
@@ -479,12 +478,7 @@ impl PduBuilder {
     }
 
     /// Hashes and signs the event as `origin` and validates the result.
-    pub fn build(
-        self,
-        version: RoomVersion,
-        origin: &str,
-        key: &KeyPair,
-    ) -> Result<Pdu, PduError> {
+    pub fn build(self, version: RoomVersion, origin: &str, key: &KeyPair) -> Result<Pdu, PduError> {
         let rules = version.rules();
         let ids = |list: Vec<OwnedEventId>| {
             Value::Array(
@@ -514,7 +508,10 @@ impl PduBuilder {
         }
         obj.insert("prev_events".to_owned(), ids(self.prev_events));
         obj.insert("auth_events".to_owned(), ids(self.auth_events));
-        obj.insert("depth".to_owned(), Value::integer(self.depth).map_err(|_| PduError::Depth)?);
+        obj.insert(
+            "depth".to_owned(),
+            Value::integer(self.depth).map_err(|_| PduError::Depth)?,
+        );
         obj.insert(
             "origin_server_ts".to_owned(),
             Value::integer(self.origin_server_ts)
@@ -561,14 +558,20 @@ mod tests {
     #[test]
     fn v12_room_id_is_the_create_event_hash() {
         let create = create_v12();
-        assert_eq!(&create.room_id().as_str()[1..], &create.event_id().as_str()[1..]);
+        assert_eq!(
+            &create.room_id().as_str()[1..],
+            &create.event_id().as_str()[1..]
+        );
         assert!(!create.json().contains_key("room_id"));
         // Round trip through bytes gives the same event.
         let again = Pdu::from_json(RoomVersion::V12, &create.to_canonical_bytes()).expect("parse");
         assert_eq!(again, create);
         // A v12 create carrying a room_id is refused.
         let mut bad = create.json().clone();
-        bad.insert("room_id".into(), Value::String(create.room_id().to_string()));
+        bad.insert(
+            "room_id".into(),
+            Value::String(create.room_id().to_string()),
+        );
         assert_eq!(
             Pdu::from_object(RoomVersion::V12, bad),
             Err(PduError::CreateWithRoomId)
@@ -605,7 +608,10 @@ mod tests {
             verify_json_canonical(redacted.json(), "a.test", &keys, &redacted.signed_bytes()),
             Ok(())
         );
-        assert_eq!(msg.required_signers(), vec![ServerName::parse("a.test").expect("sn")]);
+        assert_eq!(
+            msg.required_signers(),
+            vec![ServerName::parse("a.test").expect("sn")]
+        );
     }
 
     #[test]
@@ -642,20 +648,35 @@ mod tests {
         };
         assert_eq!(without("sender"), Err(PduError::Missing("sender")));
         assert_eq!(without("hashes"), Err(PduError::Missing("hashes")));
-        assert_eq!(with("depth", Value::String("1".into())), Err(PduError::WrongType("depth")));
+        assert_eq!(
+            with("depth", Value::String("1".into())),
+            Err(PduError::WrongType("depth"))
+        );
         assert_eq!(with("depth", Value::Integer(-1)), Err(PduError::Depth));
-        assert_eq!(with("content", Value::Integer(1)), Err(PduError::WrongType("content")));
+        assert_eq!(
+            with("content", Value::Integer(1)),
+            Err(PduError::WrongType("content"))
+        );
         assert!(matches!(
             with("sender", Value::String("alice".into())),
-            Err(PduError::InvalidId { field: "sender", .. })
+            Err(PduError::InvalidId {
+                field: "sender",
+                ..
+            })
         ));
         assert_eq!(
             with("type", Value::String("x".repeat(256))),
             Err(PduError::TooLong("type"))
         );
         assert!(matches!(
-            with("prev_events", Value::Array(vec![Value::String("$short".into())])),
-            Err(PduError::InvalidId { field: "prev_events", .. })
+            with(
+                "prev_events",
+                Value::Array(vec![Value::String("$short".into())])
+            ),
+            Err(PduError::InvalidId {
+                field: "prev_events",
+                ..
+            })
         ));
         let many = Value::Array(
             (0..21)
@@ -667,7 +688,10 @@ mod tests {
             Err(PduError::TooManyReferences { count: 21, .. })
         ));
         assert!(matches!(
-            with("content", Value::Object(content(&format!(r#"{{"x":"{}"}}"#, "a".repeat(70_000))))),
+            with(
+                "content",
+                Value::Object(content(&format!(r#"{{"x":"{}"}}"#, "a".repeat(70_000))))
+            ),
             Err(PduError::TooLarge(_))
         ));
         assert!(matches!(
@@ -680,7 +704,10 @@ mod tests {
         msg.insert("room_id".into(), Value::String("!r:a.test".into()));
         assert!(matches!(
             Pdu::from_object(RoomVersion::V12, msg),
-            Err(PduError::InvalidId { field: "room_id", .. })
+            Err(PduError::InvalidId {
+                field: "room_id",
+                ..
+            })
         ));
     }
 
