@@ -184,6 +184,20 @@ impl Room {
         self.send_with_auth(state, prev, ev, &auth)
     }
 
+    /// [`Self::send`] updating `state` in place (for large rooms, where
+    /// copying the state per event would be quadratic).
+    pub fn send_mut(&mut self, state: &mut StateMap, prev: &[OwnedEventId], ev: Ev<'_>) -> Arc<Pdu> {
+        let auth = self.auth_events_for(state, &ev);
+        let pdu = self.build_and_store(prev, ev, &auth);
+        if let Some(sk) = pdu.state_key() {
+            state.insert(
+                (pdu.event_type().to_owned(), sk.to_owned()),
+                pdu.event_id().to_owned(),
+            );
+        }
+        pdu
+    }
+
     /// [`Self::send`] with explicit auth events.
     pub fn send_with_auth(
         &mut self,
@@ -192,6 +206,18 @@ impl Room {
         ev: Ev<'_>,
         auth: &[OwnedEventId],
     ) -> (Arc<Pdu>, StateMap) {
+        let pdu = self.build_and_store(prev, ev, auth);
+        let mut after = state.clone();
+        if let Some(sk) = pdu.state_key() {
+            after.insert(
+                (pdu.event_type().to_owned(), sk.to_owned()),
+                pdu.event_id().to_owned(),
+            );
+        }
+        (pdu, after)
+    }
+
+    fn build_and_store(&mut self, prev: &[OwnedEventId], ev: Ev<'_>, auth: &[OwnedEventId]) -> Arc<Pdu> {
         self.ts += 1;
         let depth = prev
             .iter()
@@ -215,14 +241,7 @@ impl Room {
         self.store
             .events
             .insert(pdu.event_id().to_owned(), Arc::clone(&pdu));
-        let mut after = state.clone();
-        if let Some(sk) = pdu.state_key() {
-            after.insert(
-                (pdu.event_type().to_owned(), sk.to_owned()),
-                pdu.event_id().to_owned(),
-            );
-        }
-        (pdu, after)
+        pdu
     }
 }
 
