@@ -47,12 +47,22 @@ fn build(version: RoomVersion) -> Input {
         }
         json!({ "users": users, "state_default": 50, "ban": 50, "kick": 50 })
     };
-    send(&mut room, &mut st, &mut tip, state("m.room.power_levels", "", &alice, pl(None)));
     send(
         &mut room,
         &mut st,
         &mut tip,
-        state("m.room.join_rules", "", &alice, json!({ "join_rule": "public" })),
+        state("m.room.power_levels", "", &alice, pl(None)),
+    );
+    send(
+        &mut room,
+        &mut st,
+        &mut tip,
+        state(
+            "m.room.join_rules",
+            "",
+            &alice,
+            json!({ "join_rule": "public" }),
+        ),
     );
     for i in 1..MEMBERS {
         let u = common::user(i);
@@ -67,10 +77,35 @@ fn build(version: RoomVersion) -> Input {
         let u = common::user(raised);
         let banned = common::user(5_000 + f);
         let newcomer = common::user(MEMBERS + f);
-        send(&mut room, &mut fs, &mut ftip, state("m.room.power_levels", "", &alice, pl(Some(raised))));
-        send(&mut room, &mut fs, &mut ftip, state("m.room.topic", "", &u, json!({ "topic": format!("fork {f}") })));
-        send(&mut room, &mut fs, &mut ftip, member(&banned, &alice, "ban"));
-        send(&mut room, &mut fs, &mut ftip, member(&newcomer, &newcomer, "join"));
+        send(
+            &mut room,
+            &mut fs,
+            &mut ftip,
+            state("m.room.power_levels", "", &alice, pl(Some(raised))),
+        );
+        send(
+            &mut room,
+            &mut fs,
+            &mut ftip,
+            state(
+                "m.room.topic",
+                "",
+                &u,
+                json!({ "topic": format!("fork {f}") }),
+            ),
+        );
+        send(
+            &mut room,
+            &mut fs,
+            &mut ftip,
+            member(&banned, &alice, "ban"),
+        );
+        send(
+            &mut room,
+            &mut fs,
+            &mut ftip,
+            member(&newcomer, &newcomer, "join"),
+        );
         sets.push(fs);
     }
     let ruma = common::ruma_input(version, &room.store, &sets);

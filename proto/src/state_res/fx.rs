@@ -71,6 +71,26 @@ impl Hasher for FxHasher {
     }
 }
 
+/// [`FxHasher`] starting from a random state, for maps keyed by data an
+/// attacker could grind (event IDs) to collide under a fixed function.
+#[derive(Clone, Copy)]
+pub(crate) struct SeededFx(u64);
+
+impl SeededFx {
+    pub(crate) fn random() -> Self {
+        use std::hash::BuildHasher;
+        SeededFx(std::collections::hash_map::RandomState::new().hash_one(0u64))
+    }
+}
+
+impl std::hash::BuildHasher for SeededFx {
+    type Hasher = FxHasher;
+
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher { hash: self.0 }
+    }
+}
+
 /// `BuildHasher` for [`FxHasher`]; what [`super::StateMap`] uses.
 pub type FxBuildHasher = BuildHasherDefault<FxHasher>;
 pub(crate) type FxHashMap<K, V> = std::collections::HashMap<K, V, FxBuildHasher>;

@@ -448,46 +448,68 @@ struct Split<'m> {
     unconflicted: Vec<&'m OwnedEventId>,
 }
 
-/// Compares every state map with the first: one lookup per entry of the
-/// first map in each other map; the other maps are only walked when they
-/// have keys the first lacks (their size says so).
+/// An event ID as a hash map key, hashed by its first 8 characters after
+/// the sigil. Room version 4+ event IDs are base64 of a SHA-256 hash, so
+/// those characters are already uniformly spread; hashing 8 bytes instead
+/// of 44 matters when every entry of every state set goes through the map.
+/// The per-resolution random seed keeps crafted IDs from piling into one
+/// bucket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct IdKey<'m>(&'m str);
+
+impl std::hash::Hash for IdKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let b = self.0.as_bytes();
+        if b.len() >= 9 {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&b[1..9]);
+            state.write_u64(u64::from_le_bytes(word));
+        } else {
+            state.write(b);
+        }
+    }
+}
+
+/// Splits the state maps by counting, for each event ID, in how many maps
+/// it appears: one pass over every entry, touching each entry's event ID
+/// once and no key strings. A state map holds an event only under the
+/// event's own `(type, state_key)`, so an event found in every map is the
+/// same value for the same key everywhere (unconflicted); the keys of all
+/// other events are conflicted.
 fn split(state_sets: &[StateMap]) -> Split<'_> {
     let mut out = Split {
         conflicted: Vec::new(),
         unconflicted: Vec::new(),
     };
-    let Some((base, others)) = state_sets.split_first() else {
+    let Some(base) = state_sets.first() else {
         return out;
     };
-    let mut hits = vec![0usize; others.len()];
+    let n = state_sets.len();
+    let mut seen: HashMap<IdKey<'_>, (usize, &StateKey), fx::SeededFx> =
+        HashMap::with_capacity_and_hasher(base.len() * 5 / 4, fx::SeededFx::random());
+    for set in state_sets {
+        for (key, id) in set {
+            seen.entry(IdKey(id.as_str()))
+                .and_modify(|e| e.0 += 1)
+                .or_insert((1, key));
+        }
+    }
     out.unconflicted.reserve(base.len());
+    let mut conflicted: fx::FxHashSet<&StateKey> = fx::FxHashSet::default();
     for (key, id) in base {
-        let mut same = true;
-        for (i, set) in others.iter().enumerate() {
-            match set.get(key) {
-                Some(other) => {
-                    hits[i] += 1;
-                    same &= other == id;
-                }
-                None => same = false,
-            }
-        }
-        if same {
-            out.unconflicted.push(id);
-        } else {
-            out.conflicted.push(key);
-        }
-    }
-    let mut extra: fx::FxHashSet<&StateKey> = fx::FxHashSet::default();
-    for (i, set) in others.iter().enumerate() {
-        if hits[i] < set.len() {
-            for key in set.keys() {
-                if !base.contains_key(key) && extra.insert(key) {
-                    out.conflicted.push(key);
-                }
+        match seen.get(&IdKey(id.as_str())) {
+            Some(&(count, _)) if count == n => out.unconflicted.push(id),
+            _ => {
+                conflicted.insert(key);
             }
         }
     }
+    for &(count, key) in seen.values() {
+        if count < n {
+            conflicted.insert(key);
+        }
+    }
+    out.conflicted.extend(conflicted);
     out
 }
 

@@ -186,7 +186,12 @@ impl Room {
 
     /// [`Self::send`] updating `state` in place (for large rooms, where
     /// copying the state per event would be quadratic).
-    pub fn send_mut(&mut self, state: &mut StateMap, prev: &[OwnedEventId], ev: Ev<'_>) -> Arc<Pdu> {
+    pub fn send_mut(
+        &mut self,
+        state: &mut StateMap,
+        prev: &[OwnedEventId],
+        ev: Ev<'_>,
+    ) -> Arc<Pdu> {
         let auth = self.auth_events_for(state, &ev);
         let pdu = self.build_and_store(prev, ev, &auth);
         if let Some(sk) = pdu.state_key() {
@@ -217,7 +222,12 @@ impl Room {
         (pdu, after)
     }
 
-    fn build_and_store(&mut self, prev: &[OwnedEventId], ev: Ev<'_>, auth: &[OwnedEventId]) -> Arc<Pdu> {
+    fn build_and_store(
+        &mut self,
+        prev: &[OwnedEventId],
+        ev: Ev<'_>,
+        auth: &[OwnedEventId],
+    ) -> Arc<Pdu> {
         self.ts += 1;
         let depth = prev
             .iter()
