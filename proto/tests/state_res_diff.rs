@@ -17,9 +17,9 @@ fn check(version: RoomVersion, seed: u64, users: usize, steps: usize, tips: usiz
     let theirs = ruma_resolve(&input).expect("ruma resolves");
     let (ours, theirs) = (sorted_ours(&ours), sorted_ruma(&theirs));
     if ours != theirs {
-        let diff: Vec<_> = ours
-            .keys()
-            .chain(theirs.keys())
+        let keys: std::collections::BTreeSet<_> = ours.keys().chain(theirs.keys()).collect();
+        let diff: Vec<_> = keys
+            .into_iter()
             .filter(|k| ours.get(*k) != theirs.get(*k))
             .map(|k| (k, ours.get(k), theirs.get(k)))
             .collect();

@@ -129,7 +129,7 @@ impl SetMasks {
         let full_words = self.sets / 64;
         let row = self.row(row);
         row[..full_words].iter().all(|&w| w == u64::MAX)
-            && (self.sets % 64 == 0 || row[full_words] == (1u64 << (self.sets % 64)) - 1)
+            && (self.sets.is_multiple_of(64) || row[full_words] == (1u64 << (self.sets % 64)) - 1)
     }
 
     /// `self[to] |= self[from] | other[from]`.

@@ -28,11 +28,8 @@ fn needed_keys(ctx: &Ctx<'_, '_, impl EventSource + ?Sized>, ev: Ev) -> Vec<(Str
     {
         keys.push((T_MEMBER.to_owned(), target.to_owned()));
         let content = pdu.content();
-        match pdu.membership() {
-            Some("join" | "invite" | "knock") => {
-                keys.push((T_JOIN_RULES.to_owned(), String::new()));
-            }
-            _ => {}
+        if let Some("join" | "invite" | "knock") = pdu.membership() {
+            keys.push((T_JOIN_RULES.to_owned(), String::new()));
         }
         if pdu.membership() == Some("join")
             && let Some(via) = content

@@ -225,7 +225,7 @@ fn auth_difference_has_what_only_some_states_reach() {
     for version in RoomVersion::ALL {
         let (mut room, s, ev) = base_room(version);
         let tip = id(&ev[4]);
-        let (j_carol, sa) = room.send(&s, &[tip.clone()], member(CAROL, CAROL, "join"));
+        let (j_carol, sa) = room.send(&s, std::slice::from_ref(&tip), member(CAROL, CAROL, "join"));
         let (_, sa) = room.send(
             &sa,
             &[id(&j_carol)],
