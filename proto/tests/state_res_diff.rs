@@ -4,29 +4,53 @@
 
 mod common;
 
-use common::{History, Mode, ruma_input, ruma_resolve, sorted_ours, sorted_ruma};
+use std::collections::BTreeSet;
+
+use common::{
+    History, Mode, ruma_input, ruma_resolve, sorted_ours, sorted_ruma, x_differs_from_ruma,
+};
 use myelin_proto::room_version::RoomVersion;
 use myelin_proto::state_res;
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-fn check(version: RoomVersion, seed: u64, users: usize, steps: usize, tips: usize, mode: Mode) {
+/// How a case went.
+enum Outcome {
+    Agreed,
+    /// The inputs fall in the one known, reported difference (see
+    /// `x_differs_from_ruma`): not compared.
+    SpecReading,
+}
+
+fn check(
+    version: RoomVersion,
+    seed: u64,
+    users: usize,
+    steps: usize,
+    tips: usize,
+    mode: Mode,
+) -> Result<Outcome, TestCaseError> {
     let h = History::generate(version, seed, users, steps, mode);
     let sets = h.tip_states(tips);
     let ours = state_res::resolve(version.rules(), &sets, &h.room.store).expect("we resolve");
     let input = ruma_input(version, &h.room.store, &sets);
     let theirs = ruma_resolve(&input).expect("ruma resolves");
     let (ours, theirs) = (sorted_ours(&ours), sorted_ruma(&theirs));
-    if ours != theirs {
-        let keys: std::collections::BTreeSet<_> = ours.keys().chain(theirs.keys()).collect();
-        let diff: Vec<_> = keys
-            .into_iter()
-            .filter(|k| ours.get(*k) != theirs.get(*k))
-            .map(|k| (k, ours.get(k), theirs.get(k)))
-            .collect();
-        panic!(
-            "v{version} seed {seed} users {users} steps {steps} tips {tips} {mode:?}: (key, ours, ruma) {diff:?}"
-        );
+    if ours == theirs {
+        return Ok(Outcome::Agreed);
     }
+    if x_differs_from_ruma(&input) {
+        return Ok(Outcome::SpecReading);
+    }
+    let keys: BTreeSet<_> = ours.keys().chain(theirs.keys()).collect();
+    let diff: Vec<_> = keys
+        .into_iter()
+        .filter(|k| ours.get(*k) != theirs.get(*k))
+        .map(|k| (k, ours.get(k), theirs.get(k)))
+        .collect();
+    Err(TestCaseError::fail(format!(
+        "v{version} seed {seed} users {users} steps {steps} tips {tips} {mode:?}: (key, ours, ruma) {diff:?}"
+    )))
 }
 
 fn version() -> impl Strategy<Value = RoomVersion> {
@@ -37,37 +61,58 @@ fn version() -> impl Strategy<Value = RoomVersion> {
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
-
-    /// Histories where every event passes in any order, so the outcome
-    /// depends on the orderings and set computations, not on auth rules.
-    #[test]
-    fn benign_histories_agree(
-        version in version(),
-        seed in any::<u64>(),
-        users in 3usize..7,
-        steps in 5usize..40,
-        tips in 2usize..5,
-    ) {
-        check(version, seed, users, steps, tips, Mode::Benign);
+/// Runs `cases` random histories; fails on any disagreement, and if the
+/// excluded kind of input stops being rare (the exclusion must stay
+/// narrow).
+fn run(mode: Mode, cases: u32, max_steps: usize) {
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = (
+        version(),
+        any::<u64>(),
+        3usize..7,
+        5usize..max_steps,
+        2usize..5,
+    );
+    let agreed = std::cell::Cell::new(0u32);
+    let excluded = std::cell::Cell::new(0u32);
+    let result = runner.run(&strategy, |(version, seed, users, steps, tips)| {
+        match check(version, seed, users, steps, tips, mode)? {
+            Outcome::Agreed => agreed.set(agreed.get() + 1),
+            Outcome::SpecReading => excluded.set(excluded.get() + 1),
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
+    eprintln!(
+        "{mode:?}: {} agreed, {} excluded (spec reading of X)",
+        agreed.get(),
+        excluded.get()
+    );
+    assert!(
+        excluded.get() * 20 <= agreed.get() + excluded.get(),
+        "the excluded case is no longer rare: {} of {}",
+        excluded.get(),
+        agreed.get() + excluded.get()
+    );
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 900, ..ProptestConfig::default() })]
+/// Histories where every event passes in any order, so the outcome
+/// depends on the orderings and set computations, not on auth rules.
+#[test]
+fn benign_histories_agree() {
+    run(Mode::Benign, 600, 40);
+}
 
-    /// Bans, kicks, power changes, join rule changes and conflicting
-    /// memberships by senders of random power.
-    #[test]
-    #[ignore = "needs auth rules"]
-    fn adversarial_histories_agree(
-        version in version(),
-        seed in any::<u64>(),
-        users in 3usize..7,
-        steps in 5usize..50,
-        tips in 2usize..5,
-    ) {
-        check(version, seed, users, steps, tips, Mode::Adversarial);
-    }
+/// Bans, kicks, power changes, join rule changes and conflicting
+/// memberships by senders of random power.
+#[test]
+#[ignore = "needs auth rules"]
+fn adversarial_histories_agree() {
+    run(Mode::Adversarial, 1500, 50);
 }

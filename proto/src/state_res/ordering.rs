@@ -13,13 +13,14 @@ use super::{EventSource, StateResError, T_POWER_LEVELS};
 /// Sorts the events of `closure` with `in_x[pos]` set by the reverse
 /// topological power ordering: the lexicographically smallest topological
 /// order, under "greater sender power, then smaller `origin_server_ts`,
-/// then smaller event ID first", of those events under the auth DAG.
+/// then smaller event ID first", of the DAG those events form with their
+/// `auth_events` links (Kahn's algorithm with a heap).
 ///
-/// The spec orders events by the auth DAG itself, so an event must come
-/// after every event of its auth chain, also one reached only through
-/// events outside the set. Running Kahn's algorithm on the whole closure,
-/// letting events outside the set through as soon as they are ready,
-/// enforces exactly that while only ranking the events of the set.
+/// The DAG is the one the set's own auth events form: an edge for each
+/// auth event that is itself in the set, not for paths through events
+/// outside it. The spec's "DAG formed by auth events" admits both
+/// readings; this is the one Synapse, ruma and gomatrixserverlib
+/// implement, and state resolution must agree across servers.
 pub(crate) fn reverse_topological_power_order<S: EventSource + ?Sized>(
     g: &EventGraph<'_, S>,
     closure: &Closure,
@@ -27,16 +28,20 @@ pub(crate) fn reverse_topological_power_order<S: EventSource + ?Sized>(
     power: &[Option<Power>],
 ) -> Result<Vec<Ev>, StateResError> {
     let n = closure.len();
+    let x_auth = |p: usize| {
+        g.auth_of(closure.order[p])
+            .iter()
+            .filter_map(|&a| closure.pos(a))
+            .filter(|&q| in_x[q])
+    };
     // Reverse edges in compressed form: `citers[first[q]..first[q + 1]]`
-    // are the closure positions whose auth events include position q.
+    // are the positions in the set whose auth events include position q.
     let mut pending = vec![0u32; n];
     let mut first = vec![0usize; n + 1];
-    for (p, &e) in closure.order.iter().enumerate() {
-        for &a in g.auth_of(e) {
-            if let Some(q) = closure.pos(a) {
-                pending[p] += 1;
-                first[q + 1] += 1;
-            }
+    for p in (0..n).filter(|&p| in_x[p]) {
+        for q in x_auth(p) {
+            pending[p] += 1;
+            first[q + 1] += 1;
         }
     }
     for q in 0..n {
@@ -44,12 +49,10 @@ pub(crate) fn reverse_topological_power_order<S: EventSource + ?Sized>(
     }
     let mut fill = first.clone();
     let mut citers = vec![0u32; first[n]];
-    for (p, &e) in closure.order.iter().enumerate() {
-        for &a in g.auth_of(e) {
-            if let Some(q) = closure.pos(a) {
-                citers[fill[q]] = p as u32;
-                fill[q] += 1;
-            }
+    for p in (0..n).filter(|&p| in_x[p]) {
+        for q in x_auth(p) {
+            citers[fill[q]] = p as u32;
+            fill[q] += 1;
         }
     }
 
@@ -65,42 +68,22 @@ pub(crate) fn reverse_topological_power_order<S: EventSource + ?Sized>(
             p,
         ))
     };
-    let mut heap = BinaryHeap::new();
-    let mut free = Vec::new();
-    for p in 0..n {
-        if pending[p] == 0 {
-            if in_x[p] {
-                heap.push(key(p))
-            } else {
-                free.push(p)
-            }
-        }
-    }
+    let mut heap: BinaryHeap<_> = (0..n)
+        .filter(|&p| in_x[p] && pending[p] == 0)
+        .map(key)
+        .collect();
     let mut out = Vec::new();
-    let mut emitted = 0;
-    loop {
-        let p = if let Some(p) = free.pop() {
-            p
-        } else if let Some(Reverse((_, _, _, p))) = heap.pop() {
-            out.push(closure.order[p]);
-            p
-        } else {
-            break;
-        };
-        emitted += 1;
+    while let Some(Reverse((_, _, _, p))) = heap.pop() {
+        out.push(closure.order[p]);
         for &c in &citers[first[p]..first[p + 1]] {
             let c = c as usize;
             pending[c] -= 1;
             if pending[c] == 0 {
-                if in_x[c] {
-                    heap.push(key(c))
-                } else {
-                    free.push(c)
-                }
+                heap.push(key(c));
             }
         }
     }
-    if emitted != n {
+    if out.len() != in_x.iter().filter(|&&x| x).count() {
         // Unreachable for a closure built by `closure()`, which already
         // refuses cycles; kept so a bug cannot silently drop events.
         let stuck = (0..n).find(|&p| pending[p] > 0).map_or(0, |p| p);

@@ -496,3 +496,87 @@ impl History {
             .collect()
     }
 }
+
+/// Whether the spec's set X of state resolution step 1 differs from the
+/// one ruma (like Synapse) builds for these states.
+///
+/// The spec: "For each such power event P, enlarge X by adding the events
+/// in the auth chain of P which also belong to the full conflicted set"
+/// (`rooms/v12` "Algorithm", step 1). The auth chain is every event
+/// reachable through `auth_events`. ruma and Synapse instead walk from P
+/// only through events of the full conflicted set, so they miss a
+/// conflicted event reachable from P only through events outside it
+/// (which happens when every state's auth chain holds that conflicted
+/// event). Myelin follows the spec text; such inputs are reported, not
+/// compared.
+pub fn x_differs_from_ruma(input: &RumaInput) -> bool {
+    let n = input.maps.len();
+    let mut values: HashMap<&RumaKey, HashSet<&OwnedEventId>> = HashMap::new();
+    let mut counts: HashMap<&RumaKey, usize> = HashMap::new();
+    for m in &input.maps {
+        for (k, v) in m {
+            values.entry(k).or_default().insert(v);
+            *counts.entry(k).or_default() += 1;
+        }
+    }
+    let conflicted: HashSet<OwnedEventId> = values
+        .iter()
+        .filter(|(k, v)| v.len() > 1 || counts[*k] < n)
+        .flat_map(|(_, v)| v.iter().map(|&e| e.clone()))
+        .collect();
+    let full_chains: Vec<HashSet<&OwnedEventId>> = input
+        .maps
+        .iter()
+        .map(|m| m.values().flat_map(|e| input.chains[e].iter()).collect())
+        .collect();
+    let mut fcs: HashSet<OwnedEventId> = conflicted.clone();
+    for c in &full_chains {
+        for &e in c {
+            if !full_chains.iter().all(|o| o.contains(e)) {
+                fcs.insert(e.clone());
+            }
+        }
+    }
+    if input.version == RoomVersion::V12 {
+        for c in &conflicted {
+            for x in input.chains[c].iter() {
+                if input.chains[x].iter().any(|y| conflicted.contains(y)) {
+                    fcs.insert(x.clone());
+                }
+            }
+        }
+    }
+    let power: Vec<&OwnedEventId> = fcs
+        .iter()
+        .filter(|e| is_power_event(input.events[*e].pdu()))
+        .collect();
+    let literal: HashSet<&OwnedEventId> = power
+        .iter()
+        .flat_map(|p| input.chains[*p].iter().filter(|e| fcs.contains(*e)))
+        .chain(power.iter().copied())
+        .collect();
+    let mut walked: HashSet<&OwnedEventId> = power.iter().copied().collect();
+    let mut stack: Vec<&OwnedEventId> = power.clone();
+    while let Some(e) = stack.pop() {
+        for a in input.events[e].pdu().auth_events() {
+            if let Some(a) = fcs.get(a)
+                && walked.insert(a)
+            {
+                stack.push(a);
+            }
+        }
+    }
+    literal != walked
+}
+
+type RumaKey = (StateEventType, String);
+
+fn is_power_event(pdu: &Pdu) -> bool {
+    match (pdu.event_type(), pdu.state_key()) {
+        ("m.room.power_levels" | "m.room.join_rules", Some(_)) => true,
+        ("m.room.member", Some(sk)) => {
+            matches!(pdu.membership(), Some("leave" | "ban")) && pdu.sender().as_str() != sk
+        }
+        _ => false,
+    }
+}
