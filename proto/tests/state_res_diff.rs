@@ -112,7 +112,6 @@ fn benign_histories_agree() {
 /// Bans, kicks, power changes, join rule changes and conflicting
 /// memberships by senders of random power.
 #[test]
-#[ignore = "needs auth rules"]
 fn adversarial_histories_agree() {
     run(Mode::Adversarial, 1500, 50);
 }

@@ -77,7 +77,6 @@ fn resolve_both(room: &Room, sets: &[StateMap]) -> StateMap {
 }
 
 #[test]
-#[ignore = "needs auth rules"]
 fn ban_beats_concurrent_power_change_by_the_banned() {
     for version in RoomVersion::ALL {
         let (mut room, s, evs) = base(version);
@@ -104,7 +103,6 @@ fn ban_beats_concurrent_power_change_by_the_banned() {
 }
 
 #[test]
-#[ignore = "needs auth rules"]
 fn join_rules_change_beats_concurrent_join() {
     for version in RoomVersion::ALL {
         let (mut room, s, evs) = base(version);
@@ -130,7 +128,6 @@ fn join_rules_change_beats_concurrent_join() {
 }
 
 #[test]
-#[ignore = "needs auth rules"]
 fn concurrent_joins_both_stay() {
     for version in RoomVersion::ALL {
         let (mut room, s, evs) = base(version);
@@ -153,7 +150,6 @@ fn concurrent_joins_both_stay() {
 /// neither state does. v2 replays it against p1 and resets to p1; v2.1
 /// puts p2 in the conflicted state subgraph and keeps p3.
 #[test]
-#[ignore = "needs auth rules"]
 fn problem_b_state_reset_only_in_v2() {
     for version in RoomVersion::ALL {
         let (mut room, s, evs) = base(version);
@@ -200,7 +196,6 @@ fn problem_b_state_reset_only_in_v2() {
 /// bob is banned); v2.1 starts from nothing, so bob's topic is checked
 /// against its own auth events, passes, and wins on its later timestamp.
 #[test]
-#[ignore = "needs auth rules"]
 fn banned_senders_topic_v2_vs_v2_1() {
     for version in RoomVersion::ALL {
         let (mut room, s, evs) = base(version);
@@ -234,7 +229,6 @@ fn banned_senders_topic_v2_vs_v2_1() {
 /// An auth event the caller marks rejected is never used as a stand-in
 /// for a key missing from the state.
 #[test]
-#[ignore = "needs auth rules"]
 fn rejected_auth_events_are_not_used() {
     let topic = key("m.room.topic", "");
     for rejected in [false, true] {
