@@ -65,6 +65,11 @@ fn version() -> impl Strategy<Value = RoomVersion> {
 /// excluded kind of input stops being rare (the exclusion must stay
 /// narrow).
 fn run(mode: Mode, cases: u32, max_steps: usize) {
+    // A longer hunt: STATE_RES_DIFF_CASES=20000 cargo test --release ...
+    let cases = std::env::var("STATE_RES_DIFF_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(cases);
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
