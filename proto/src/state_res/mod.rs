@@ -28,6 +28,24 @@
 //!   event is rejected*: [`EventSource::is_rejected`] tells which. State
 //!   map entries themselves are used as they are.
 //!
+//! # Readings of the spec
+//!
+//! - Step 1's set X holds every event of the full conflicted set in a
+//!   power event's auth chain, as the spec words it; Synapse and ruma only
+//!   follow auth events that are themselves in the full conflicted set,
+//!   which leaves out a conflicted event reached only through others. X
+//!   is then ordered by the DAG of X's own `auth_events` links (the
+//!   reading those implementations share).
+//! - A power event is any `m.room.power_levels` or `m.room.join_rules`
+//!   state event, or a kick or ban, per the spec's definition; ruma also
+//!   counts `m.room.create` and only counts the first two with an empty
+//!   state key. The create event is never in the full conflicted set of
+//!   valid states, and a power levels or join rules event with another
+//!   state key is only ever checked against, never used by, other events.
+//! - Each state map must hold an event only under that event's own
+//!   `(type, state_key)`: the split into conflicted and unconflicted state
+//!   relies on it (an event present in every map is unconflicted).
+//!
 //! # Errors
 //!
 //! Every event the algorithm needs must be available: a missing event,

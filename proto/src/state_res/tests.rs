@@ -583,3 +583,45 @@ fn x_takes_the_whole_auth_chain_but_orders_by_direct_edges() {
     assert_eq!(trace.power_order, vec![id(&ban), id(&j_carol)]);
     assert_eq!(out.get(&(T_MEMBER.into(), BOB.into())), Some(&id(&ban)));
 }
+
+/// The spec defines power events by type: a join rules (or power levels)
+/// event with a non-empty state key is one, sorted in step 1 and not by
+/// mainline. (Synapse and ruma require an empty state key.)
+#[test]
+fn power_events_are_defined_by_type_not_state_key() {
+    let (mut room, s, ev) = base_room(RoomVersion::V11);
+    let tip = [id(&ev[4])];
+    let (keyed, sa) = room.send(
+        &s,
+        &tip,
+        state(T_JOIN_RULES, "x", BOB, json!({ "join_rule": "invite" })),
+    );
+    let (topic, sb) = room.send(
+        &s,
+        &tip,
+        state("m.room.topic", "", BOB, json!({ "topic": "t" })),
+    );
+    let mut trace = Trace::default();
+    run(&room, &[sa, sb], &mut trace).expect("resolve");
+    assert_eq!(trace.power_order, vec![id(&keyed)]);
+    assert_eq!(trace.mainline_order, vec![id(&topic)]);
+    let keyed_pl = build_like(&room, &keyed, T_POWER_LEVELS);
+    assert!(is_power_event(&keyed_pl));
+    assert!(!is_power_event(&room.create));
+}
+
+/// `template` with another event type.
+fn build_like(room: &Room, template: &Pdu, ty: &str) -> Pdu {
+    super::testing::build(
+        room.version,
+        Some(&room.room_id),
+        ty,
+        template.state_key(),
+        template.sender().as_str(),
+        template.content().clone(),
+        template.auth_events(),
+        template.prev_events(),
+        template.depth(),
+        template.origin_server_ts(),
+    )
+}

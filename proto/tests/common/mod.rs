@@ -354,6 +354,25 @@ fn random_event(version: RoomVersion, rng: &mut Rng, users: usize, mode: Mode) -
                 ev
             }
         },
+        // Now and then a power event by type alone (the spec's definition),
+        // which ruma only counts with an empty state key.
+        Mode::Adversarial if rng.chance(3) => {
+            if rng.chance(50) {
+                state(
+                    "m.room.power_levels",
+                    "x",
+                    &any,
+                    power_content(version, rng, users, mode),
+                )
+            } else {
+                state(
+                    "m.room.join_rules",
+                    "x",
+                    &any,
+                    json!({ "join_rule": "invite" }),
+                )
+            }
+        }
         Mode::Adversarial => match rng.below(10) {
             0 => state(
                 "m.room.topic",
@@ -510,6 +529,48 @@ impl History {
 /// event). Myelin follows the spec text; such inputs are reported, not
 /// compared.
 pub fn x_differs_from_ruma(input: &RumaInput) -> bool {
+    let fcs = full_conflicted_set(input);
+    let power: Vec<&OwnedEventId> = fcs
+        .iter()
+        .filter(|e| is_power_event(input.events[*e].pdu()))
+        .collect();
+    let literal: HashSet<&OwnedEventId> = power
+        .iter()
+        .flat_map(|p| input.chains[*p].iter().filter(|e| fcs.contains(*e)))
+        .chain(power.iter().copied())
+        .collect();
+    let mut walked: HashSet<&OwnedEventId> = power.iter().copied().collect();
+    let mut stack: Vec<&OwnedEventId> = power.clone();
+    while let Some(e) = stack.pop() {
+        for a in input.events[e].pdu().auth_events() {
+            if let Some(a) = fcs.get(a)
+                && walked.insert(a)
+            {
+                stack.push(a);
+            }
+        }
+    }
+    literal != walked
+}
+
+/// Whether the full conflicted set has a power levels or join rules event
+/// with a non-empty state key. The spec defines power events by type: "a
+/// state event with type `m.room.power_levels` or `m.room.join_rules`"
+/// (`rooms/v12` "Definitions"); ruma (like Synapse) also requires an empty
+/// state key, so it sorts such events by mainline instead of in step 1.
+/// Myelin follows the spec text; such inputs are reported, not compared.
+pub fn keyed_power_event_in_conflict(input: &RumaInput) -> bool {
+    full_conflicted_set(input).iter().any(|e| {
+        let pdu = input.events[e].pdu();
+        matches!(
+            pdu.event_type(),
+            "m.room.power_levels" | "m.room.join_rules"
+        ) && pdu.state_key().is_some_and(|k| !k.is_empty())
+    })
+}
+
+/// The full conflicted set, straight from the definitions.
+pub fn full_conflicted_set(input: &RumaInput) -> HashSet<OwnedEventId> {
     let n = input.maps.len();
     let mut values: HashMap<&RumaKey, HashSet<&OwnedEventId>> = HashMap::new();
     let mut counts: HashMap<&RumaKey, usize> = HashMap::new();
@@ -546,27 +607,7 @@ pub fn x_differs_from_ruma(input: &RumaInput) -> bool {
             }
         }
     }
-    let power: Vec<&OwnedEventId> = fcs
-        .iter()
-        .filter(|e| is_power_event(input.events[*e].pdu()))
-        .collect();
-    let literal: HashSet<&OwnedEventId> = power
-        .iter()
-        .flat_map(|p| input.chains[*p].iter().filter(|e| fcs.contains(*e)))
-        .chain(power.iter().copied())
-        .collect();
-    let mut walked: HashSet<&OwnedEventId> = power.iter().copied().collect();
-    let mut stack: Vec<&OwnedEventId> = power.clone();
-    while let Some(e) = stack.pop() {
-        for a in input.events[e].pdu().auth_events() {
-            if let Some(a) = fcs.get(a)
-                && walked.insert(a)
-            {
-                stack.push(a);
-            }
-        }
-    }
-    literal != walked
+    fcs
 }
 
 type RumaKey = (StateEventType, String);
