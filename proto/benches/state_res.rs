@@ -136,7 +136,7 @@ fn myelin(bencher: Bencher, version: &str) {
     bencher.bench(|| state_res::resolve(rules, &input.sets, &input.room.store).expect("resolves"));
 }
 
-#[divan::bench(args = ["11", "12"], sample_count = 5, sample_size = 1)]
+#[divan::bench(args = ["11", "12"], sample_count = 10, sample_size = 1)]
 fn ruma(bencher: Bencher, version: &str) {
     let input = input(version);
     bencher.bench(|| common::ruma_resolve(&input.ruma).expect("resolves"));

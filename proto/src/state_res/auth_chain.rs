@@ -169,7 +169,7 @@ pub(crate) fn auth_difference<'m, S: EventSource + ?Sized>(
     g: &mut EventGraph<'_, S>,
     closure: &Closure,
     in_chain: &SetMasks,
-    unconflicted: impl Iterator<Item = &'m EventId>,
+    unconflicted: impl ExactSizeIterator<Item = &'m EventId>,
 ) -> Result<Vec<Ev>, StateResError> {
     let mut candidate: Vec<bool> = (0..closure.len())
         .map(|p| !in_chain.is_empty(p) && !in_chain.is_full(p))
@@ -178,6 +178,7 @@ pub(crate) fn auth_difference<'m, S: EventSource + ?Sized>(
     if remaining == 0 {
         return Ok(Vec::new());
     }
+    g.reserve(unconflicted.len());
     let prune = |closure: &Closure, ev: Ev| closure.pos(ev).is_some_and(|p| in_chain.is_full(p));
     let mut expanded = vec![false; g.len()];
     let mut stack: Vec<Ev> = Vec::new();

@@ -70,6 +70,16 @@ impl<'s, S: EventSource + ?Sized> EventGraph<'s, S> {
         self.events.len()
     }
 
+    /// Makes room for `more` events, so walking a large state does not
+    /// rehash the index again and again.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        self.index.reserve(more);
+        self.events.reserve(more);
+        self.auth.reserve(more);
+        self.rejected.reserve(more);
+        self.edges.reserve(more * 4);
+    }
+
     /// The index of `id`, fetching the event on first sight.
     pub(crate) fn intern(&mut self, id: &EventId) -> Result<Ev, StateResError> {
         if let Some(&ev) = self.index.get(id) {

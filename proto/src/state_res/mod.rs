@@ -503,26 +503,33 @@ fn split(state_sets: &[StateMap]) -> Split<'_> {
         return out;
     };
     let n = state_sets.len();
-    let mut seen: HashMap<IdKey<'_>, (usize, &StateKey), fx::SeededFx> =
+    // (maps holding the event, last map counted, a key it is held under)
+    let mut seen: HashMap<IdKey<'_>, (usize, usize, &StateKey), fx::SeededFx> =
         HashMap::with_capacity_and_hasher(base.len() * 5 / 4, fx::SeededFx::random());
-    for set in state_sets {
+    for (i, set) in state_sets.iter().enumerate() {
         for (key, id) in set {
             seen.entry(IdKey(id.as_str()))
-                .and_modify(|e| e.0 += 1)
-                .or_insert((1, key));
+                .and_modify(|e| {
+                    // A malformed map holding an event twice counts once.
+                    if e.1 != i {
+                        e.0 += 1;
+                        e.1 = i;
+                    }
+                })
+                .or_insert((1, i, key));
         }
     }
     out.unconflicted.reserve(base.len());
     let mut conflicted: fx::FxHashSet<&StateKey> = fx::FxHashSet::default();
     for (key, id) in base {
         match seen.get(&IdKey(id.as_str())) {
-            Some(&(count, _)) if count == n => out.unconflicted.push(id),
+            Some(&(count, _, _)) if count == n => out.unconflicted.push(id),
             _ => {
                 conflicted.insert(key);
             }
         }
     }
-    for &(count, key) in seen.values() {
+    for &(count, _, key) in seen.values() {
         if count < n {
             conflicted.insert(key);
         }

@@ -625,3 +625,41 @@ fn build_like(room: &Room, template: &Pdu, ty: &str) -> Pdu {
         template.origin_server_ts(),
     )
 }
+
+#[test]
+fn split_finds_keys_that_differ_or_are_missing_anywhere() {
+    let (mut room, s, ev) = base_room(RoomVersion::V11);
+    let tip = [id(&ev[4])];
+    let topic = |t: &str| state("m.room.topic", "", ALICE, json!({ "topic": t }));
+    let (_, s1) = room.send(&s, &tip, topic("1"));
+    let (_, s2) = room.send(&s, &tip, topic("2"));
+    let (_, s2) = room.send(
+        &s2,
+        &tip,
+        state("m.room.name", "", ALICE, json!({ "name": "n" })),
+    );
+    let (_, s3) = room.send(&s, &tip, topic("1"));
+    let (_, mut s3) = room.send(
+        &s3,
+        &tip,
+        state("m.room.name", "", ALICE, json!({ "name": "n" })),
+    );
+    // s3's topic is a different event with the same content as s1's.
+    s3.insert(
+        ("m.room.topic".into(), String::new()),
+        s1[&("m.room.topic".into(), String::new())].clone(),
+    );
+    let s3_name = s3[&("m.room.name".into(), String::new())].clone();
+    let mut s2 = s2;
+    s2.insert(("m.room.name".into(), String::new()), s3_name);
+    let sets = [s1, s2, s3];
+    let split = split(&sets);
+    let mut conflicted: Vec<_> = split.conflicted.iter().map(|k| k.0.as_str()).collect();
+    conflicted.sort_unstable();
+    // Topic differs in s2; the name is in s2 and s3 but not in s1.
+    assert_eq!(conflicted, vec!["m.room.name", "m.room.topic"]);
+    // Everything from before the forks is unconflicted.
+    let mut unconflicted: Vec<_> = split.unconflicted.iter().map(|e| (*e).clone()).collect();
+    unconflicted.sort();
+    assert_eq!(unconflicted, sorted(ev.iter().map(id).collect()));
+}
