@@ -11,6 +11,7 @@ pub mod pdu;
 pub mod redaction;
 pub mod room_version;
 pub mod signing;
+pub mod state_res;
 pub mod verify;
 
 pub use canonical_json::{Object, Value};
