@@ -30,18 +30,20 @@
 //!
 //! # Readings of the spec
 //!
-//! - Step 1's set X holds every event of the full conflicted set in a
-//!   power event's auth chain, as the spec words it; Synapse and ruma only
-//!   follow auth events that are themselves in the full conflicted set,
-//!   which leaves out a conflicted event reached only through others. X
-//!   is then ordered by the DAG of X's own `auth_events` links (the
-//!   reading those implementations share).
-//! - A power event is any `m.room.power_levels` or `m.room.join_rules`
-//!   state event, or a kick or ban, per the spec's definition; ruma also
-//!   counts `m.room.create` and only counts the first two with an empty
-//!   state key. The create event is never in the full conflicted set of
-//!   valid states, and a power levels or join rules event with another
-//!   state key is only ever checked against, never used by, other events.
+//! Where the spec's words admit two readings, we take the one Synapse,
+//! ruma and gomatrixserverlib share: servers that resolve differently split
+//! rooms, so convergence with the deployed network decides.
+//!
+//! - Step 1's set X: from each power event, follow `auth_events` links only
+//!   through events of the full conflicted set (the spec says "the events
+//!   in the auth chain of P which also belong to the full conflicted set",
+//!   which could also take one reached only through events outside it). X
+//!   is ordered by the DAG of X's own `auth_events` links.
+//! - A power event is `m.room.power_levels`, `m.room.join_rules` or
+//!   `m.room.create` *with an empty state key*, or a kick or ban. The spec
+//!   defines them by type; with another state key those events are never
+//!   consulted by the auth rules, so they cannot remove anyone's ability,
+//!   the property that defines power events.
 //! - Each state map must hold an event only under that event's own
 //!   `(type, state_key)`: the split into conflicted and unconflicted state
 //!   relies on it (an event present in every map is unconflicted).
@@ -384,7 +386,8 @@ pub(crate) fn resolve_inner<S: EventSource + ?Sized>(
         let e = closure.order[p];
         let power_event = in_full[p] && is_power_event(ctx.g.pdu(e));
         in_x[p] = in_full[p] && (power_event || below_power[p]);
-        if power_event || below_power[p] {
+        // Walk on only through members of X: the full conflicted set.
+        if in_x[p] {
             for &a in ctx.g.auth_of(e) {
                 if let Some(q) = closure.pos(a) {
                     below_power[q] = true;
@@ -444,14 +447,15 @@ pub(crate) fn resolve_inner<S: EventSource + ?Sized>(
     Ok(out)
 }
 
-/// A power event: power levels, join rules, or a kick or ban (a `leave` or
-/// `ban` membership whose sender is not its target).
+/// A power event: power levels, join rules or create with an empty state
+/// key, or a kick or ban (a `leave` or `ban` membership whose sender is not
+/// its target). See "Readings of the spec" above.
 pub(crate) fn is_power_event(pdu: &Pdu) -> bool {
     let Some(state_key) = pdu.state_key() else {
         return false;
     };
     match pdu.event_type() {
-        T_POWER_LEVELS | T_JOIN_RULES => true,
+        T_POWER_LEVELS | T_JOIN_RULES | "m.room.create" => state_key.is_empty(),
         T_MEMBER => {
             matches!(pdu.membership(), Some("leave" | "ban")) && pdu.sender().as_str() != state_key
         }
