@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod keys;
 pub mod metrics;
+pub mod rooms;
 pub mod server;
 pub mod state;
 pub mod storage;

@@ -8,6 +8,7 @@ use ruma::{OwnedServerName, ServerName};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::rooms::RoomService;
 use crate::storage::Db;
 
 #[derive(Clone)]
@@ -19,6 +20,7 @@ struct Inner {
     db: Db,
     keys: Vec<KeyPair>,
     metrics: Metrics,
+    rooms: RoomService,
 }
 
 impl AppState {
@@ -37,6 +39,7 @@ impl AppState {
             db,
             keys,
             metrics,
+            rooms: RoomService::new(),
         }))
     }
 
@@ -64,6 +67,11 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// Room write locks, the timeline stream and its notifier.
+    pub fn rooms(&self) -> &RoomService {
+        &self.0.rooms
     }
 
     /// Samples the database pool into the pool gauges.

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         r,
         client::discovery::versions,
     );
+    r = client::rooms::routes(r);
     r = r.route(
         "/.well-known/matrix/client",
         get(client::discovery::well_known_client),

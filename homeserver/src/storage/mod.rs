@@ -7,11 +7,17 @@ use std::time::Duration;
 use myelin_migrations::MigratorTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, QueryResult,
-    Statement, Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    Value,
 };
 
 pub mod accounts;
+pub mod events;
+pub mod memberships;
+pub mod rooms;
+pub mod state;
+pub mod txn_ids;
 
 /// The server's database handle. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -104,6 +110,91 @@ impl Db {
             .rows_affected())
     }
 }
+
+/// A write transaction running the same `$N` SQL as [`Db`]. Dropped without
+/// [`Tx::commit`], it rolls back: nothing is half-written.
+pub struct Tx {
+    inner: DatabaseTransaction,
+    backend: DbBackend,
+}
+
+impl Db {
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the
+    /// write lock is taken up front (waiting out the busy timeout), so the
+    /// transaction can never fail half-way with `SQLITE_BUSY` when another
+    /// writer committed between its first read and its first write.
+    pub async fn begin_write(&self) -> Result<Tx, DbErr> {
+        let inner = self
+            .conn
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        Ok(Tx {
+            inner,
+            backend: self.backend(),
+        })
+    }
+}
+
+impl Tx {
+    fn stmt(&self, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+        Statement::from_sql_and_values(self.backend, placeholders(self.backend, sql), values)
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<Option<QueryResult>, DbErr> {
+        self.inner.query_one_raw(self.stmt(sql, values)).await
+    }
+
+    pub async fn query_all(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<Vec<QueryResult>, DbErr> {
+        self.inner.query_all_raw(self.stmt(sql, values)).await
+    }
+
+    pub async fn execute(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<u64, DbErr> {
+        Ok(self
+            .inner
+            .execute_raw(self.stmt(sql, values))
+            .await?
+            .rows_affected())
+    }
+
+    /// Commits durably: on SQLite (`synchronous = FULL`) and PostgreSQL
+    /// (default `synchronous_commit`) the data is on disk when this returns.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.inner.commit().await
+    }
+}
+
+/// `$first, $first+1, ...` for `count` values: the placeholders of an `IN`
+/// list that follows `first - 1` other bound values.
+pub fn in_list(first: usize, count: usize) -> String {
+    let mut out = String::with_capacity(count * 4);
+    for i in 0..count {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('$');
+        out.push_str(&(first + i).to_string());
+    }
+    out
+}
+
+/// Most values bound in one `IN` list; longer lists are queried in chunks
+/// (PostgreSQL allows 65,535 parameters, SQLite 32,766).
+pub const IN_CHUNK: usize = 500;
 
 fn placeholders(backend: DbBackend, sql: &str) -> String {
     if backend != DbBackend::Sqlite {

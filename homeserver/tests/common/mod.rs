@@ -97,6 +97,8 @@ pub struct TestServer {
     pub port: u16,
     pub data_dir: PathBuf,
     pub backend: Backend,
+    /// The database the server uses, for [`create_user`].
+    pub db_url: String,
     env: Vec<(String, String)>,
     http: reqwest::Client,
 }
@@ -139,12 +141,13 @@ impl TestServer {
             ),
             ("MYELIN__LOGGING__FILTER".to_owned(), "info".to_owned()),
         ];
-        if backend == Backend::Postgres {
-            env.push((
-                "MYELIN__DATABASE__URL".to_owned(),
-                create_postgres_database().await,
-            ));
-        }
+        let db_url = if backend == Backend::Postgres {
+            let url = create_postgres_database().await;
+            env.push(("MYELIN__DATABASE__URL".to_owned(), url.clone()));
+            url
+        } else {
+            format!("sqlite://{}?mode=rwc", data_dir.join("myelin.db").display())
+        };
         for (k, v) in extra_env {
             env.retain(|(key, _)| key != k);
             env.push(((*k).to_owned(), (*v).to_owned()));
@@ -154,6 +157,7 @@ impl TestServer {
             port,
             data_dir,
             backend,
+            db_url,
             env,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -336,4 +340,70 @@ pub fn assert_error(resp: &(StatusCode, Value), status: u16, errcode: &str) {
         "unexpected errcode; body: {}",
         resp.1
     );
+}
+
+/// Creates a local user with a device and an access token by writing the
+/// accounts tables directly (the m0001 schema, tokens stored as SHA-256
+/// hex like `storage::accounts::hash_token`). Returns the user ID and the
+/// token.
+pub async fn create_user(server: &TestServer, localpart: &str) -> (String, String) {
+    use sea_orm::{ConnectionTrait, Statement};
+    use sha2::{Digest, Sha256};
+    let user_id = format!("@{localpart}:test.localhost");
+    let token = unique(&format!("tok_{localpart}"));
+    let hash: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let db = sea_orm::Database::connect(server.db_url.as_str())
+        .await
+        .expect("connect to the server's database");
+    let backend = db.get_database_backend();
+    let sqlite = server.backend == Backend::Sqlite;
+    let now = 1_700_000_000_000_i64;
+    let statements: [(&str, Vec<sea_orm::Value>); 3] = [
+        (
+            "INSERT INTO users (user_id, created_ts) VALUES ($1, $2)",
+            vec![user_id.clone().into(), now.into()],
+        ),
+        (
+            "INSERT INTO devices (user_id, device_id, created_ts) VALUES ($1, $2, $3)",
+            vec![user_id.clone().into(), "TESTDEVICE".into(), now.into()],
+        ),
+        (
+            "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) \
+             VALUES ($1, $2, $3, $4)",
+            vec![
+                hash.into(),
+                user_id.clone().into(),
+                "TESTDEVICE".into(),
+                now.into(),
+            ],
+        ),
+    ];
+    for (sql, values) in statements {
+        let sql = if sqlite {
+            sql.replace('$', "?")
+        } else {
+            sql.to_owned()
+        };
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await
+            .expect("insert test user");
+    }
+    db.close().await.ok();
+    (user_id, token)
+}
+
+/// Percent-encodes a path segment (room and event IDs carry `!`, `$`, `:`).
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

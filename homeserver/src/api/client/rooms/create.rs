@@ -1,0 +1,106 @@
+//! `POST /createRoom`.
+
+use axum::extract::State;
+use myelin_proto::canonical_json::{Object, Value};
+use ruma::api::client::room::create_room::v3 as create_room;
+use ruma::api::client::room::{Visibility, create_room::v3::RoomPreset};
+
+use super::strict_object;
+use crate::api::auth::Authed;
+use crate::api::error::ApiError;
+use crate::api::ruma_wrapper::{Ruma, RumaResponse};
+use crate::rooms::create::{self, CreateRoom, Preset};
+use crate::rooms::profile;
+use crate::state::AppState;
+
+pub async fn create_room(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<create_room::Request>,
+) -> Result<RumaResponse<create_room::Response>, ApiError> {
+    let version = create::parse_version(req.room_version.as_ref().map(|v| v.as_str()))?;
+    let is_public = req.visibility == Visibility::Public;
+    let preset = match &req.preset {
+        Some(RoomPreset::PrivateChat) => Preset::PrivateChat,
+        Some(RoomPreset::TrustedPrivateChat) => Preset::TrustedPrivateChat,
+        Some(RoomPreset::PublicChat) => Preset::PublicChat,
+        Some(other) => {
+            return Err(ApiError::invalid_param(format!(
+                "unknown preset {:?}",
+                other.as_str()
+            )));
+        }
+        None if is_public => Preset::PublicChat,
+        None => Preset::PrivateChat,
+    };
+    let creation_content = match &req.creation_content {
+        Some(raw) => strict_object(raw.json())?,
+        None => Object::new(),
+    };
+    let power_level_override = req
+        .power_level_content_override
+        .as_ref()
+        .map(|raw| strict_object(raw.json()))
+        .transpose()?;
+    let mut initial_state = Vec::with_capacity(req.initial_state.len());
+    for raw in &req.initial_state {
+        let mut ev = strict_object(raw.json())?;
+        let Some(Value::String(event_type)) = ev.remove("type") else {
+            return Err(ApiError::bad_json(
+                "initial_state events need a string `type`",
+            ));
+        };
+        let state_key = match ev.remove("state_key") {
+            None => String::new(),
+            Some(Value::String(k)) => k,
+            Some(_) => return Err(ApiError::bad_json("`state_key` must be a string")),
+        };
+        let Some(Value::Object(content)) = ev.remove("content") else {
+            return Err(ApiError::bad_json(
+                "initial_state events need an object `content`",
+            ));
+        };
+        if matches!(event_type.as_str(), "m.room.create" | "m.room.member") {
+            return Err(ApiError::bad_json(format!(
+                "{event_type} cannot be part of initial_state"
+            )));
+        }
+        initial_state.push((event_type, state_key, content));
+    }
+    let mut invite = Vec::new();
+    for user in &req.invite {
+        if user == &auth.user_id || invite.contains(user) {
+            continue;
+        }
+        if user.server_name() != state.server_name() {
+            return Err(super::membership::needs_federation(
+                "inviting users of other servers",
+            ));
+        }
+        if profile::local_profile(state.db(), user.as_str())
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::not_found(format!("unknown user {user}")));
+        }
+        invite.push(user.clone());
+    }
+    let room_id = create::create_room(
+        &state,
+        &auth.user_id,
+        CreateRoom {
+            version,
+            preset,
+            is_public,
+            creation_content,
+            power_level_override,
+            initial_state,
+            name: req.name.clone(),
+            topic: req.topic.clone(),
+            invite,
+            is_direct: req.is_direct,
+        },
+    )
+    .await?;
+    Ok(RumaResponse(create_room::Response::new(room_id)))
+}

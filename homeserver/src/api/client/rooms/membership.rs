@@ -1,0 +1,288 @@
+//! Membership endpoints: join, invite, leave, forget, kick, ban, unban,
+//! knock. Rooms of other servers need federation, which comes later; such
+//! requests get a clear 501 rather than a misleading "not found".
+
+use axum::extract::State;
+use myelin_proto::canonical_json::Object;
+use ruma::api::client::knock::knock_room::v3 as knock_room;
+use ruma::api::client::membership::invite_user::v3::{self as invite_user, InvitationRecipient};
+use ruma::api::client::membership::{
+    ban_user::v3 as ban_user, forget_room::v3 as forget_room,
+    join_room_by_id::v3 as join_room_by_id, join_room_by_id_or_alias::v3 as join_by_alias,
+    kick_user::v3 as kick_user, leave_room::v3 as leave_room, unban_user::v3 as unban_user,
+};
+use ruma::{OwnedRoomId, RoomId, RoomOrAliasId, ServerName};
+
+use crate::api::auth::Authed;
+use crate::api::error::ApiError;
+use crate::api::ruma_wrapper::{Ruma, RumaResponse};
+use crate::rooms::membership::{membership_of, set_membership};
+use crate::rooms::profile;
+use crate::state::AppState;
+use crate::storage::{memberships, rooms};
+
+/// What federation will do: 501 until it exists.
+pub fn needs_federation(what: &str) -> ApiError {
+    ApiError::new(
+        http::StatusCode::NOT_IMPLEMENTED,
+        ruma::api::error::ErrorKind::Unrecognized,
+        format!("{what} needs federation, which this server does not support yet"),
+    )
+}
+
+/// A local room, or the error for a room we do not have.
+async fn local_room(
+    state: &AppState,
+    room_id: &RoomId,
+    via: &[impl AsRef<ServerName>],
+) -> Result<(), ApiError> {
+    if rooms::get(state.db(), room_id.as_str()).await?.is_some() {
+        return Ok(());
+    }
+    let ours = state.server_name();
+    let remote_hint =
+        room_id.server_name().is_some_and(|s| s != ours) || via.iter().any(|s| s.as_ref() != ours);
+    if remote_hint {
+        Err(needs_federation("joining rooms of other servers"))
+    } else {
+        Err(ApiError::not_found("Unknown room"))
+    }
+}
+
+fn room_id_of(id: &RoomOrAliasId) -> Result<OwnedRoomId, ApiError> {
+    match <&RoomId>::try_from(id) {
+        Ok(room_id) => Ok(room_id.to_owned()),
+        // Aliases are not stored yet: every alias is unknown.
+        Err(_) => Err(ApiError::not_found("Room alias not found")),
+    }
+}
+
+async fn join(
+    state: &AppState,
+    auth: &Authed,
+    room_id: &RoomId,
+    reason: Option<&str>,
+    via: &[impl AsRef<ServerName>],
+) -> Result<(), ApiError> {
+    local_room(state, room_id, via).await?;
+    if membership_of(state.db(), room_id.as_str(), auth.user_id.as_str())
+        .await?
+        .as_deref()
+        == Some("join")
+    {
+        // Already joined: nothing to change (Synapse sends no new event
+        // unless the profile changed).
+        return Ok(());
+    }
+    set_membership(
+        state,
+        room_id,
+        &auth.user_id,
+        &auth.user_id,
+        "join",
+        reason,
+        Object::new(),
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn join_by_id(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<join_room_by_id::Request>,
+) -> Result<RumaResponse<join_room_by_id::Response>, ApiError> {
+    let no_via: [&ServerName; 0] = [];
+    join(&state, &auth, &req.room_id, req.reason.as_deref(), &no_via).await?;
+    Ok(RumaResponse(join_room_by_id::Response::new(req.room_id)))
+}
+
+pub async fn join_by_id_or_alias(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<join_by_alias::Request>,
+) -> Result<RumaResponse<join_by_alias::Response>, ApiError> {
+    let room_id = room_id_of(&req.room_id_or_alias)?;
+    join(&state, &auth, &room_id, req.reason.as_deref(), &req.via).await?;
+    Ok(RumaResponse(join_by_alias::Response::new(room_id)))
+}
+
+pub async fn knock(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<knock_room::Request>,
+) -> Result<RumaResponse<knock_room::Response>, ApiError> {
+    let room_id = room_id_of(&req.room_id_or_alias)?;
+    local_room(&state, &room_id, &req.via).await?;
+    set_membership(
+        &state,
+        &room_id,
+        &auth.user_id,
+        &auth.user_id,
+        "knock",
+        req.reason.as_deref(),
+        Object::new(),
+    )
+    .await?;
+    Ok(RumaResponse(knock_room::Response::new(room_id)))
+}
+
+/// Membership endpoints acting on a room the sender must be in: an
+/// unknown room is a 403 like any room the sender is not in.
+async fn existing_room(state: &AppState, room_id: &RoomId) -> Result<(), ApiError> {
+    if rooms::get(state.db(), room_id.as_str()).await?.is_some() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("You are not in this room"))
+    }
+}
+
+pub async fn invite(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<invite_user::Request>,
+) -> Result<RumaResponse<invite_user::Response>, ApiError> {
+    let InvitationRecipient::UserId(recipient) = &req.recipient else {
+        return Err(ApiError::invalid_param(
+            "third-party invites are not supported",
+        ));
+    };
+    existing_room(&state, &req.room_id).await?;
+    let target = &recipient.user_id;
+    if target.server_name() != state.server_name() {
+        return Err(needs_federation("inviting users of other servers"));
+    }
+    if profile::local_profile(state.db(), target.as_str())
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!("unknown user {target}")));
+    }
+    set_membership(
+        &state,
+        &req.room_id,
+        &auth.user_id,
+        target,
+        "invite",
+        recipient.reason.as_deref(),
+        Object::new(),
+    )
+    .await?;
+    Ok(RumaResponse(invite_user::Response::new()))
+}
+
+pub async fn leave(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<leave_room::Request>,
+) -> Result<RumaResponse<leave_room::Response>, ApiError> {
+    let current = membership_of(state.db(), req.room_id.as_str(), auth.user_id.as_str()).await?;
+    match current.as_deref() {
+        // Leaving a room one is not in changes nothing.
+        None | Some("leave") => {}
+        _ => {
+            set_membership(
+                &state,
+                &req.room_id,
+                &auth.user_id,
+                &auth.user_id,
+                "leave",
+                req.reason.as_deref(),
+                Object::new(),
+            )
+            .await?;
+        }
+    }
+    Ok(RumaResponse(leave_room::Response::new()))
+}
+
+pub async fn forget(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<forget_room::Request>,
+) -> Result<RumaResponse<forget_room::Response>, ApiError> {
+    let db = state.db();
+    let room = req.room_id.as_str();
+    match membership_of(db, room, auth.user_id.as_str())
+        .await?
+        .as_deref()
+    {
+        None => {}
+        Some("leave" | "ban") => {
+            memberships::forget(db, room, auth.user_id.as_str()).await?;
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                http::StatusCode::BAD_REQUEST,
+                ruma::api::error::ErrorKind::Unknown,
+                "You must leave the room before forgetting it",
+            ));
+        }
+    }
+    Ok(RumaResponse(forget_room::Response::new()))
+}
+
+pub async fn kick(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<kick_user::Request>,
+) -> Result<RumaResponse<kick_user::Response>, ApiError> {
+    existing_room(&state, &req.room_id).await?;
+    let target = membership_of(state.db(), req.room_id.as_str(), req.user_id.as_str()).await?;
+    if !matches!(target.as_deref(), Some("join" | "invite" | "knock")) {
+        return Err(ApiError::forbidden("The target user is not in the room"));
+    }
+    set_membership(
+        &state,
+        &req.room_id,
+        &auth.user_id,
+        &req.user_id,
+        "leave",
+        req.reason.as_deref(),
+        Object::new(),
+    )
+    .await?;
+    Ok(RumaResponse(kick_user::Response::new()))
+}
+
+pub async fn ban(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<ban_user::Request>,
+) -> Result<RumaResponse<ban_user::Response>, ApiError> {
+    existing_room(&state, &req.room_id).await?;
+    set_membership(
+        &state,
+        &req.room_id,
+        &auth.user_id,
+        &req.user_id,
+        "ban",
+        req.reason.as_deref(),
+        Object::new(),
+    )
+    .await?;
+    Ok(RumaResponse(ban_user::Response::new()))
+}
+
+pub async fn unban(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<unban_user::Request>,
+) -> Result<RumaResponse<unban_user::Response>, ApiError> {
+    existing_room(&state, &req.room_id).await?;
+    let target = membership_of(state.db(), req.room_id.as_str(), req.user_id.as_str()).await?;
+    if target.as_deref() != Some("ban") {
+        return Err(ApiError::forbidden("The target user is not banned"));
+    }
+    set_membership(
+        &state,
+        &req.room_id,
+        &auth.user_id,
+        &req.user_id,
+        "leave",
+        req.reason.as_deref(),
+        Object::new(),
+    )
+    .await?;
+    Ok(RumaResponse(unban_user::Response::new()))
+}

@@ -1,0 +1,42 @@
+//! `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`.
+
+use axum::extract::State;
+use myelin_proto::canonical_json::{Object, Value};
+use ruma::api::client::redact::redact_event::v3 as redact_event;
+
+use super::send::{previous_txn, require_joined};
+use crate::api::auth::Authed;
+use crate::api::error::ApiError;
+use crate::api::ruma_wrapper::{Ruma, RumaResponse};
+use crate::rooms::{EventSpec, TxnKey};
+use crate::state::AppState;
+
+pub async fn redact(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<redact_event::Request>,
+) -> Result<RumaResponse<redact_event::Response>, ApiError> {
+    if let Some(id) = previous_txn(&state, &auth, req.txn_id.as_str()).await? {
+        return Ok(RumaResponse(redact_event::Response::new(id)));
+    }
+    require_joined(&state, &auth, req.room_id.as_str()).await?;
+    let mut content = Object::new();
+    if let Some(reason) = &req.reason {
+        content.insert("reason".into(), Value::from(reason.as_str()));
+    }
+    let mut spec = EventSpec::new("m.room.redaction", None, content);
+    spec.redacts = Some(req.event_id.clone());
+    let guard = state.rooms().lock(&req.room_id).await;
+    let event_id = guard
+        .append(
+            &state,
+            &auth.user_id,
+            spec,
+            Some(TxnKey {
+                device_id: auth.device_id.as_str(),
+                txn_id: req.txn_id.as_str(),
+            }),
+        )
+        .await?;
+    Ok(RumaResponse(redact_event::Response::new(event_id)))
+}

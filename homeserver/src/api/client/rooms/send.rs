@@ -1,0 +1,83 @@
+//! `PUT /rooms/{roomId}/send/{eventType}/{txnId}`.
+
+use axum::extract::State;
+use myelin_proto::canonical_json::Value;
+use ruma::OwnedEventId;
+use ruma::api::client::message::send_message_event::v3 as send_message_event;
+
+use super::strict_object;
+use crate::api::auth::Authed;
+use crate::api::error::ApiError;
+use crate::api::ruma_wrapper::{Ruma, RumaResponse};
+use crate::rooms::{EventSpec, TxnKey};
+use crate::state::AppState;
+use crate::storage::txn_ids;
+
+/// The event a retried transaction sent, if this is a retry.
+pub(super) async fn previous_txn(
+    state: &AppState,
+    auth: &Authed,
+    txn_id: &str,
+) -> Result<Option<OwnedEventId>, ApiError> {
+    txn_ids::get(
+        state.db(),
+        auth.user_id.as_str(),
+        auth.device_id.as_str(),
+        txn_id,
+    )
+    .await?
+    .map(|id| OwnedEventId::try_from(id).map_err(|e| ApiError::internal("stored event ID", e)))
+    .transpose()
+}
+
+/// A 403 unless the user is joined: nothing is built for non-members, and
+/// unknown rooms look the same as rooms the user is not in.
+pub(super) async fn require_joined(
+    state: &AppState,
+    auth: &Authed,
+    room_id: &str,
+) -> Result<(), ApiError> {
+    let m =
+        crate::rooms::membership::membership_of(state.db(), room_id, auth.user_id.as_str()).await?;
+    if m.as_deref() == Some("join") {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("You are not joined to this room"))
+    }
+}
+
+pub async fn send_message(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<send_message_event::Request>,
+) -> Result<RumaResponse<send_message_event::Response>, ApiError> {
+    // A retry answers with the first result, even if things changed since.
+    if let Some(id) = previous_txn(&state, &auth, req.txn_id.as_str()).await? {
+        return Ok(RumaResponse(send_message_event::Response::new(id)));
+    }
+    let content = strict_object(req.body.json())?;
+    let event_type = req.event_type.to_string();
+    require_joined(&state, &auth, req.room_id.as_str()).await?;
+    let mut spec = EventSpec::new(event_type, None, content);
+    if spec.event_type == "m.room.redaction" {
+        // v11+ redactions name their target in content.
+        spec.redacts = spec
+            .content
+            .get("redacts")
+            .and_then(Value::as_str)
+            .and_then(|s| OwnedEventId::try_from(s).ok());
+    }
+    let guard = state.rooms().lock(&req.room_id).await;
+    let event_id = guard
+        .append(
+            &state,
+            &auth.user_id,
+            spec,
+            Some(TxnKey {
+                device_id: auth.device_id.as_str(),
+                txn_id: req.txn_id.as_str(),
+            }),
+        )
+        .await?;
+    Ok(RumaResponse(send_message_event::Response::new(event_id)))
+}

@@ -1,0 +1,372 @@
+//! Building, authorising and durably storing one local event.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Instant;
+
+use myelin_proto::auth::{self, PowerLevels};
+use myelin_proto::canonical_json::{self, Object, Value};
+use myelin_proto::pdu::{MAX_PREV_EVENTS, PduError};
+use myelin_proto::{Pdu, PduBuilder, RoomVersion};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use tokio::sync::OwnedMutexGuard;
+
+use super::{RoomService, TimelineUpdate};
+use crate::api::error::ApiError;
+use crate::state::AppState;
+use crate::storage::state::NewSnapshot;
+use crate::storage::{self, events, memberships, rooms, txn_ids};
+
+/// What a client asks to send.
+#[derive(Debug, Clone)]
+pub struct EventSpec {
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub content: Object,
+    /// For `m.room.redaction`: placed where the room version wants it.
+    pub redacts: Option<OwnedEventId>,
+    /// Unsigned data stored with the event (e.g. `invite_room_state`).
+    pub unsigned: Option<Object>,
+}
+
+impl EventSpec {
+    pub fn new(event_type: impl Into<String>, state_key: Option<&str>, content: Object) -> Self {
+        Self {
+            event_type: event_type.into(),
+            state_key: state_key.map(str::to_owned),
+            content,
+            redacts: None,
+            unsigned: None,
+        }
+    }
+}
+
+/// A client transaction ID, scoped to the sending device.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnKey<'a> {
+    pub device_id: &'a str,
+    pub txn_id: &'a str,
+}
+
+/// The write lock of one room: only its holder appends to the room.
+pub struct RoomGuard<'a> {
+    service: &'a RoomService,
+    room_id: OwnedRoomId,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for RoomGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        self.service.release(&self.room_id);
+    }
+}
+
+/// A room being created: its row is written with its create event.
+pub struct NewRoom<'a> {
+    pub creator: &'a str,
+    pub is_public: bool,
+}
+
+pub(crate) fn pdu_error(e: PduError) -> ApiError {
+    match e {
+        PduError::TooLarge(_) => ApiError::too_large(e.to_string()),
+        other => ApiError::bad_json(other.to_string()),
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(what, e)
+}
+
+/// Parses a stored PDU (written by us, so failure is corruption).
+pub(crate) fn stored_pdu(version: RoomVersion, json: &str) -> Result<Pdu, ApiError> {
+    Pdu::from_json(version, json.as_bytes()).map_err(|e| corrupt("stored event unreadable", e))
+}
+
+pub(crate) fn room_version(s: &str) -> Result<RoomVersion, ApiError> {
+    RoomVersion::from_str(s).map_err(|e| corrupt("stored room version unknown", e))
+}
+
+/// The version of a stored room.
+pub(crate) async fn room_version_of(
+    state: &AppState,
+    room_id: &str,
+) -> Result<RoomVersion, ApiError> {
+    let room = rooms::get(state.db(), room_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Unknown room"))?;
+    room_version(&room.room_version)
+}
+
+impl<'a> RoomGuard<'a> {
+    pub(super) fn new(
+        service: &'a RoomService,
+        room_id: OwnedRoomId,
+        guard: OwnedMutexGuard<()>,
+    ) -> Self {
+        Self {
+            service,
+            room_id,
+            guard: Some(guard),
+        }
+    }
+
+    pub fn room_id(&self) -> &RoomId {
+        &self.room_id
+    }
+
+    /// Builds, authorises, signs and stores an event of `sender` in this
+    /// room; returns its ID once it is durable. With a transaction ID that
+    /// this device used before, returns the event sent then, sending
+    /// nothing.
+    pub async fn append(
+        &self,
+        state: &AppState,
+        sender: &UserId,
+        spec: EventSpec,
+        txn: Option<TxnKey<'_>>,
+    ) -> Result<OwnedEventId, ApiError> {
+        let started = Instant::now();
+        let db = state.db();
+        if let Some(t) = txn
+            && let Some(id) = txn_ids::get(db, sender.as_str(), t.device_id, t.txn_id).await?
+        {
+            return OwnedEventId::try_from(id).map_err(|e| corrupt("stored event ID", e));
+        }
+        let room_id = self.room_id.as_str();
+        let room = rooms::get(db, room_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("Unknown room"))?;
+        let version = room_version(&room.room_version)?;
+        let rules = version.rules();
+
+        // The auth events: the current state's events of the selection.
+        let auth_types = auth::auth_types_for_event(
+            rules,
+            &spec.event_type,
+            sender,
+            spec.state_key.as_deref(),
+            &spec.content,
+        );
+        let mut lookup_keys = auth_types.clone();
+        let create_key = ("m.room.create".to_owned(), String::new());
+        if !lookup_keys.contains(&create_key) {
+            lookup_keys.push(create_key);
+        }
+        let mut auth_state: HashMap<(String, String), Pdu> = HashMap::new();
+        for (t, k, json) in storage::state::current_events_for(db, room_id, &lookup_keys).await? {
+            auth_state.insert((t, k), stored_pdu(version, &json)?);
+        }
+        let auth_events: Vec<OwnedEventId> = auth_types
+            .iter()
+            .filter_map(|key| auth_state.get(key).map(|p| p.event_id().to_owned()))
+            .collect();
+
+        if spec.event_type == "m.room.redaction" {
+            self.check_redaction(state, version, sender, &spec, &auth_state)
+                .await?;
+        }
+
+        let extremities = rooms::forward_extremities(db, room_id).await?;
+        let Some(max_depth) = extremities.iter().map(|(_, d)| *d).max() else {
+            return Err(ApiError::internal(
+                "room has no forward extremities",
+                room_id,
+            ));
+        };
+        let prev_events = extremities
+            .into_iter()
+            .take(MAX_PREV_EVENTS)
+            .map(|(id, _)| OwnedEventId::try_from(id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt("stored event ID", e))?;
+
+        let mut builder = PduBuilder::new(
+            spec.event_type,
+            spec.state_key.as_deref(),
+            spec.content,
+            sender,
+            Some(&self.room_id),
+        );
+        builder.prev_events = prev_events;
+        builder.auth_events = auth_events;
+        builder.depth = max_depth.saturating_add(1);
+        builder.origin_server_ts = crate::time::now_ms();
+        builder.redacts = spec.redacts;
+        builder.unsigned = spec.unsigned;
+        let pdu = builder
+            .build(version, state.server_name().as_str(), state.signing_key())
+            .map_err(pdu_error)?;
+
+        auth::check(rules, &pdu, |t, k| {
+            auth_state.get(&(t.to_owned(), k.to_owned()))
+        })
+        .map_err(|e| ApiError::forbidden(e.to_string()))?;
+
+        self.persist(
+            state,
+            &pdu,
+            room.current_snapshot,
+            txn.map(|t| (sender, t)),
+            None,
+        )
+        .await?;
+        state
+            .metrics()
+            .event_persist_seconds
+            .with_label_values(&["local"])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(pdu.event_id().to_owned())
+    }
+
+    /// Client-server rule on redactions (the auth rules leave it to the
+    /// server): redacting someone else's event needs the `redact` level.
+    async fn check_redaction(
+        &self,
+        state: &AppState,
+        version: RoomVersion,
+        sender: &UserId,
+        spec: &EventSpec,
+        auth_state: &HashMap<(String, String), Pdu>,
+    ) -> Result<(), ApiError> {
+        let Some(target_id) = &spec.redacts else {
+            return Err(ApiError::bad_json("a redaction needs `redacts`"));
+        };
+        let target = events::get(state.db(), target_id.as_str())
+            .await?
+            .filter(|t| t.room_id == self.room_id.as_str())
+            .ok_or_else(|| ApiError::not_found("Event not found"))?;
+        if target.sender == sender.as_str() {
+            return Ok(());
+        }
+        let create = auth_state.get(&("m.room.create".to_owned(), String::new()));
+        let pl = auth_state.get(&("m.room.power_levels".to_owned(), String::new()));
+        let power = PowerLevels::new(version.rules(), create, pl);
+        if power.user_level(sender).at_least(power.redact()) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "You don't have permission to redact other users' events",
+            ))
+        }
+    }
+
+    /// Stores an authorised event and everything it changes in one
+    /// transaction: the event and its edges, the new state snapshot,
+    /// current state, membership, forward extremities, the transaction ID,
+    /// and the redaction it applies. `new_room` creates the room row (for
+    /// its create event).
+    pub(crate) async fn persist(
+        &self,
+        state: &AppState,
+        pdu: &Pdu,
+        state_before: Option<i64>,
+        txn: Option<(&UserId, TxnKey<'_>)>,
+        new_room: Option<NewRoom<'_>>,
+    ) -> Result<i64, ApiError> {
+        let db = state.db();
+        let event_id = pdu.event_id().as_str();
+        let room_id = pdu.room_id().as_str();
+        let json = String::from_utf8(pdu.to_canonical_bytes())
+            .map_err(|e| corrupt("canonical JSON is not UTF-8", e))?;
+        let now = crate::time::now_ms();
+
+        // Everything read is read before the write transaction: the room
+        // lock keeps it current, and the transaction stays short.
+        let mut snapshot = None;
+        let mut replaces_state = None;
+        if let Some(sk) = pdu.state_key() {
+            let key_nid = storage::state::intern_keys(db, &[(pdu.event_type(), sk)]).await?[0];
+            replaces_state =
+                storage::state::current_event_id(db, room_id, pdu.event_type(), sk).await?;
+            snapshot = Some((key_nid, NewSnapshot::plan(db, state_before).await?));
+        }
+        let redaction_target = match pdu.redacts() {
+            Some(target) if pdu.event_type() == "m.room.redaction" => {
+                events::get(db, target.as_str())
+                    .await?
+                    .filter(|t| t.room_id == room_id && t.redacted_by.is_none())
+            }
+            _ => None,
+        };
+        let redacted_json = match &redaction_target {
+            Some(target) => {
+                let mut obj = canonical_json::parse_object(target.json.as_bytes())
+                    .map_err(|e| corrupt("stored event unreadable", e))?;
+                myelin_proto::redaction::redact_in_place(pdu.rules().redaction, &mut obj);
+                Some(Value::Object(obj).to_canonical_string())
+            }
+            None => None,
+        };
+        let prev_events: Vec<String> = pdu.prev_events().iter().map(ToString::to_string).collect();
+        let auth_events: Vec<String> = pdu.auth_events().iter().map(ToString::to_string).collect();
+
+        let reservation = self.service.streams(db).await?.reserve();
+        let stream = reservation.position;
+        let tx = db.begin_write().await?;
+        if let Some(new_room) = &new_room {
+            rooms::insert(
+                &tx,
+                room_id,
+                pdu.room_version().as_str(),
+                new_room.creator,
+                new_room.is_public,
+                now,
+            )
+            .await?;
+        }
+        let event_nid = events::insert(
+            &tx,
+            &events::NewEvent {
+                event_id,
+                stream_ordering: stream,
+                room_id,
+                event_type: pdu.event_type(),
+                state_key: pdu.state_key(),
+                sender: pdu.sender().as_str(),
+                origin_server_ts: pdu.origin_server_ts(),
+                depth: pdu.depth(),
+                json: &json,
+                redacts: pdu.redacts().map(|r| r.as_str()),
+                replaces_state: replaces_state.as_deref(),
+                state_before,
+                received_ts: now,
+            },
+        )
+        .await?;
+        events::insert_edges(&tx, event_nid, &prev_events, &auth_events).await?;
+        if let (Some(sk), Some((key_nid, mut snap))) = (pdu.state_key(), snapshot) {
+            snap.set(key_nid, Some(event_nid));
+            let snapshot_nid = snap.write(&tx, room_id).await?;
+            events::set_state_after(&tx, event_nid, snapshot_nid).await?;
+            rooms::set_current_snapshot(&tx, room_id, snapshot_nid).await?;
+            storage::state::set_current(&tx, room_id, pdu.event_type(), sk, event_nid, event_id)
+                .await?;
+            if let Some(membership) = pdu.membership() {
+                memberships::set(&tx, room_id, sk, membership, event_id, stream).await?;
+            }
+        }
+        rooms::advance_extremities(&tx, room_id, event_id, &prev_events).await?;
+        if let Some((user, t)) = txn {
+            txn_ids::insert(&tx, user.as_str(), t.device_id, t.txn_id, event_id, now).await?;
+        }
+        if let (Some(target), Some(redacted)) = (&redaction_target, &redacted_json) {
+            events::apply_redaction(&tx, &target.event_id, redacted, event_id).await?;
+        }
+        tx.commit().await?;
+        drop(reservation);
+
+        state.metrics().events_persisted.inc();
+        self.service.notify(TimelineUpdate {
+            room_id: pdu.room_id().to_owned(),
+            event_id: pdu.event_id().to_owned(),
+            stream_ordering: stream,
+            membership_of: pdu
+                .membership()
+                .and(pdu.state_key())
+                .and_then(|k| OwnedUserId::try_from(k).ok()),
+        });
+        Ok(stream)
+    }
+}

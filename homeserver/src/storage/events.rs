@@ -1,0 +1,264 @@
+//! Owner of `events` and `event_edges`: every room event this server holds.
+//!
+//! # Identity and streams
+//! Each event gets an `event_nid` (a small integer, used by state
+//! snapshots instead of the 44-byte event ID) and, when it is part of a
+//! room's timeline on this server, a `stream_ordering`: a position in one
+//! server-wide, strictly increasing stream of timeline events. It is what
+//! sync will read ("everything after position N"), and `/messages` tokens
+//! are positions in it. Positions are handed out by
+//! [`crate::rooms::stream::StreamPositions`], which also tells readers up
+//! to where every position is committed. Outliers (events fetched for auth
+//! chains, by federation) will have an `event_nid` but no stream position.
+//!
+//! # Content
+//! `json` is the PDU in federation format, canonical JSON, exactly as
+//! signed (or its redacted form once redacted). The columns beside it are
+//! copies for queries. `redacts` names the target of a redaction event;
+//! `redacted_by` the redaction applied to this event (its content is then
+//! already stripped). `replaces_state` is the event this state event
+//! replaced in the room's state (for `unsigned.prev_content`).
+//! `state_before` / `state_after` are snapshots ([`super::state`]).
+//! `rejected_reason`, `soft_failed` and `outlier` are for federation;
+//! locally built events are always accepted.
+//!
+//! # Edges
+//! `event_edges` lists `prev_events` and `auth_events` by target ID (the
+//! target may not be known yet), for backfill and auth chain walks.
+
+use sea_orm::DbErr;
+
+use super::{Db, IN_CHUNK, Tx, in_list};
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub event_nid: i64,
+    pub event_id: String,
+    pub stream_ordering: Option<i64>,
+    pub room_id: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub depth: i64,
+    pub json: String,
+    pub redacts: Option<String>,
+    pub redacted_by: Option<String>,
+    pub replaces_state: Option<String>,
+    pub state_before: Option<i64>,
+    pub state_after: Option<i64>,
+}
+
+const COLS: &str = "event_nid, event_id, stream_ordering, room_id, event_type, state_key, \
+    sender, origin_server_ts, depth, json, redacts, redacted_by, replaces_state, state_before, \
+    state_after";
+
+fn row(r: &sea_orm::QueryResult) -> Result<EventRow, DbErr> {
+    Ok(EventRow {
+        event_nid: r.try_get("", "event_nid")?,
+        event_id: r.try_get("", "event_id")?,
+        stream_ordering: r.try_get("", "stream_ordering")?,
+        room_id: r.try_get("", "room_id")?,
+        event_type: r.try_get("", "event_type")?,
+        state_key: r.try_get("", "state_key")?,
+        sender: r.try_get("", "sender")?,
+        origin_server_ts: r.try_get("", "origin_server_ts")?,
+        depth: r.try_get("", "depth")?,
+        json: r.try_get("", "json")?,
+        redacts: r.try_get("", "redacts")?,
+        redacted_by: r.try_get("", "redacted_by")?,
+        replaces_state: r.try_get("", "replaces_state")?,
+        state_before: r.try_get("", "state_before")?,
+        state_after: r.try_get("", "state_after")?,
+    })
+}
+
+pub async fn get(db: &Db, event_id: &str) -> Result<Option<EventRow>, DbErr> {
+    db.query_one(
+        &format!("SELECT {COLS} FROM events WHERE event_id = $1"),
+        [event_id.into()],
+    )
+    .await?
+    .as_ref()
+    .map(row)
+    .transpose()
+}
+
+/// The events among `ids` that exist, in no particular order.
+pub async fn get_many(db: &Db, ids: &[&str]) -> Result<Vec<EventRow>, DbErr> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT {COLS} FROM events WHERE event_id IN ({})",
+            in_list(1, chunk.len())
+        );
+        let rows = db
+            .query_all(&sql, chunk.iter().map(|id| (*id).into()))
+            .await?;
+        for r in &rows {
+            out.push(row(r)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Timeline events of a room strictly after stream position `after` and at
+/// most `until`, oldest first (`forward`) or newest first.
+pub async fn timeline_page(
+    db: &Db,
+    room_id: &str,
+    after: i64,
+    until: i64,
+    forward: bool,
+    limit: u64,
+) -> Result<Vec<EventRow>, DbErr> {
+    let order = if forward { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT {COLS} FROM events WHERE room_id = $1 AND stream_ordering > $2 \
+         AND stream_ordering <= $3 ORDER BY stream_ordering {order} LIMIT $4"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    db.query_all(
+        &sql,
+        [room_id.into(), after.into(), until.into(), limit.into()],
+    )
+    .await?
+    .iter()
+    .map(row)
+    .collect()
+}
+
+/// The highest stream position of a room's timeline (0 when empty).
+pub async fn max_stream_in_room(db: &Db, room_id: &str) -> Result<i64, DbErr> {
+    let row = db
+        .query_one(
+            "SELECT MAX(stream_ordering) AS m FROM events WHERE room_id = $1",
+            [room_id.into()],
+        )
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<Option<i64>>("", "m"))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
+/// The highest stream position ever used, to resume numbering at start-up.
+pub async fn max_stream(db: &Db) -> Result<i64, DbErr> {
+    let row = db
+        .query_one("SELECT MAX(stream_ordering) AS m FROM events", [])
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<Option<i64>>("", "m"))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
+/// A new event's row.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub stream_ordering: i64,
+    pub room_id: &'a str,
+    pub event_type: &'a str,
+    pub state_key: Option<&'a str>,
+    pub sender: &'a str,
+    pub origin_server_ts: i64,
+    pub depth: i64,
+    pub json: &'a str,
+    pub redacts: Option<&'a str>,
+    pub replaces_state: Option<&'a str>,
+    pub state_before: Option<i64>,
+    pub received_ts: i64,
+}
+
+/// Inserts an accepted timeline event; returns its `event_nid`.
+/// `state_after` starts equal to `state_before`; a state event sets its
+/// own with [`set_state_after`].
+pub async fn insert(tx: &Tx, ev: &NewEvent<'_>) -> Result<i64, DbErr> {
+    let row = tx
+        .query_one(
+            "INSERT INTO events (event_id, stream_ordering, room_id, event_type, state_key, \
+             sender, origin_server_ts, depth, json, redacts, replaces_state, state_before, \
+             state_after, received_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) \
+             RETURNING event_nid",
+            [
+                ev.event_id.into(),
+                ev.stream_ordering.into(),
+                ev.room_id.into(),
+                ev.event_type.into(),
+                ev.state_key.into(),
+                ev.sender.into(),
+                ev.origin_server_ts.into(),
+                ev.depth.into(),
+                ev.json.into(),
+                ev.redacts.into(),
+                ev.replaces_state.into(),
+                ev.state_before.into(),
+                ev.received_ts.into(),
+            ],
+        )
+        .await?
+        .ok_or_else(|| DbErr::Custom("INSERT ... RETURNING returned nothing".into()))?;
+    row.try_get("", "event_nid")
+}
+
+pub async fn set_state_after(tx: &Tx, event_nid: i64, snapshot: i64) -> Result<(), DbErr> {
+    tx.execute(
+        "UPDATE events SET state_after = $1 WHERE event_nid = $2",
+        [snapshot.into(), event_nid.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records an event's `prev_events` and `auth_events`.
+pub async fn insert_edges(
+    tx: &Tx,
+    event_nid: i64,
+    prev_events: &[String],
+    auth_events: &[String],
+) -> Result<(), DbErr> {
+    let edges: Vec<(&str, bool)> = prev_events
+        .iter()
+        .map(|e| (e.as_str(), false))
+        .chain(auth_events.iter().map(|e| (e.as_str(), true)))
+        .collect();
+    if edges.is_empty() {
+        return Ok(());
+    }
+    let mut sql =
+        String::from("INSERT INTO event_edges (event_nid, target_event_id, is_auth) VALUES ");
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(edges.len() * 3);
+    for (i, (target, is_auth)) in edges.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let b = i * 3;
+        sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
+        values.push(event_nid.into());
+        values.push((*target).into());
+        values.push((*is_auth).into());
+    }
+    tx.execute(&sql, values).await?;
+    Ok(())
+}
+
+/// Replaces an event's JSON with its redacted form and records which
+/// redaction did it. The original content is not kept.
+pub async fn apply_redaction(
+    tx: &Tx,
+    event_id: &str,
+    redacted_json: &str,
+    redaction_id: &str,
+) -> Result<(), DbErr> {
+    tx.execute(
+        "UPDATE events SET json = $1, redacted_by = $2 WHERE event_id = $3",
+        [redacted_json.into(), redaction_id.into(), event_id.into()],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Owner of `room_memberships`: every user's current membership in every
+//! room this server knows, with the event that set it and that event's
+//! stream position. "Rooms U is joined to" and "members of R" are each one
+//! indexed query; sync will read the stream position to know when a
+//! membership changed. Written only by the event pipeline, in the same
+//! transaction as the member event, so it never disagrees with
+//! `current_state`.
+
+use sea_orm::DbErr;
+
+use super::{Db, Tx};
+
+#[derive(Debug, Clone)]
+pub struct MembershipRow {
+    pub room_id: String,
+    pub user_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub stream_ordering: i64,
+    pub forgotten: bool,
+}
+
+const COLS: &str = "room_id, user_id, membership, event_id, stream_ordering, forgotten";
+
+fn row(r: &sea_orm::QueryResult) -> Result<MembershipRow, DbErr> {
+    Ok(MembershipRow {
+        room_id: r.try_get("", "room_id")?,
+        user_id: r.try_get("", "user_id")?,
+        membership: r.try_get("", "membership")?,
+        event_id: r.try_get("", "event_id")?,
+        stream_ordering: r.try_get("", "stream_ordering")?,
+        forgotten: r.try_get("", "forgotten")?,
+    })
+}
+
+pub async fn get(db: &Db, room_id: &str, user_id: &str) -> Result<Option<MembershipRow>, DbErr> {
+    db.query_one(
+        &format!("SELECT {COLS} FROM room_memberships WHERE room_id = $1 AND user_id = $2"),
+        [room_id.into(), user_id.into()],
+    )
+    .await?
+    .as_ref()
+    .map(row)
+    .transpose()
+}
+
+/// Records a member event. A new membership un-forgets the room.
+pub async fn set(
+    tx: &Tx,
+    room_id: &str,
+    user_id: &str,
+    membership: &str,
+    event_id: &str,
+    stream_ordering: i64,
+) -> Result<(), DbErr> {
+    tx.execute(
+        "INSERT INTO room_memberships \
+         (room_id, user_id, membership, event_id, stream_ordering, forgotten) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, \
+         event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, \
+         forgotten = excluded.forgotten",
+        [
+            room_id.into(),
+            user_id.into(),
+            membership.into(),
+            event_id.into(),
+            stream_ordering.into(),
+            false.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Rooms where `user_id` has `membership`, oldest membership first.
+pub async fn rooms_of_user(
+    db: &Db,
+    user_id: &str,
+    membership: &str,
+) -> Result<Vec<MembershipRow>, DbErr> {
+    db.query_all(
+        &format!(
+            "SELECT {COLS} FROM room_memberships WHERE user_id = $1 AND membership = $2 \
+             ORDER BY stream_ordering"
+        ),
+        [user_id.into(), membership.into()],
+    )
+    .await?
+    .iter()
+    .map(row)
+    .collect()
+}
+
+/// Every membership of a room (all values), by user.
+pub async fn members(db: &Db, room_id: &str) -> Result<Vec<MembershipRow>, DbErr> {
+    db.query_all(
+        &format!("SELECT {COLS} FROM room_memberships WHERE room_id = $1 ORDER BY user_id"),
+        [room_id.into()],
+    )
+    .await?
+    .iter()
+    .map(row)
+    .collect()
+}
+
+/// Marks a room forgotten by a user who is no longer in it. Returns false
+/// when the user is joined, invited or knocking (nothing is changed).
+pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<bool, DbErr> {
+    let n = db
+        .execute(
+            "UPDATE room_memberships SET forgotten = $1 \
+             WHERE room_id = $2 AND user_id = $3 AND membership IN ('leave', 'ban')",
+            [true.into(), room_id.into(), user_id.into()],
+        )
+        .await?;
+    Ok(n > 0)
+}
