@@ -302,6 +302,26 @@ impl Client {
             .await
     }
 
+    /// A PUT that reports a dead server instead of panicking.
+    pub async fn try_put(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(StatusCode, Value), reqwest::Error> {
+        let req = self.http.put(format!("{}{path}", self.base)).json(body);
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
     /// Sends raw bytes as the body (for malformed JSON tests).
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
         self.send(
