@@ -1,3 +1,4 @@
 //! Client-server API endpoints, one module per area of the spec.
 
+pub mod account;
 pub mod discovery;
