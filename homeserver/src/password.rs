@@ -41,6 +41,19 @@ pub async fn verify(password: String, stored: String) -> bool {
     .unwrap_or(false)
 }
 
+/// Spends the time of one verification without an account to check, so
+/// that a login for an unknown user takes as long as a wrong password and
+/// response times do not reveal which accounts exist.
+pub async fn verify_nothing(password: String) {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let dummy = DUMMY
+        .get_or_try_init(|| hash(crate::random::token("")))
+        .await;
+    if let Ok(dummy) = dummy {
+        let _ = verify(password, dummy.clone()).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

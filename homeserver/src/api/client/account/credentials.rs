@@ -52,17 +52,19 @@ pub async fn check_password(
     password: &str,
 ) -> Result<PasswordCheck, ApiError> {
     let Some(user) = accounts::get_user(state.db(), user_id.as_str()).await? else {
+        crate::password::verify_nothing(password.to_owned()).await;
         return Ok(PasswordCheck::Invalid);
     };
     if user.deactivated {
         return Ok(PasswordCheck::Deactivated);
     }
-    let Some(hash) = user.password_hash.clone() else {
-        return Ok(PasswordCheck::Invalid);
-    };
     if password.len() > crate::password::MAX_PASSWORD_LEN {
         return Ok(PasswordCheck::Invalid);
     }
+    let Some(hash) = user.password_hash.clone() else {
+        crate::password::verify_nothing(password.to_owned()).await;
+        return Ok(PasswordCheck::Invalid);
+    };
     if crate::password::verify(password.to_owned(), hash).await {
         Ok(PasswordCheck::Valid(user))
     } else {
