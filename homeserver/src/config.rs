@@ -18,6 +18,7 @@ pub struct Config {
     pub listen: ListenConfig,
     pub database: DatabaseConfig,
     pub registration: RegistrationConfig,
+    pub sessions: SessionsConfig,
     pub limits: LimitsConfig,
     pub rate_limits: RateLimitsConfig,
     pub metrics: MetricsConfig,
@@ -51,6 +52,15 @@ pub struct DatabaseConfig {
 pub struct RegistrationConfig {
     pub enabled: bool,
     pub shared_secret: String,
+}
+
+/// Lifetimes of the short-lived credentials the accounts API hands out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    pub refreshable_access_token_lifetime_ms: u64,
+    pub login_token_lifetime_ms: u64,
+    pub uia_session_lifetime_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,6 +188,26 @@ impl Config {
                 "invalid configuration: metrics.listen {:?} is not an address:port",
                 self.metrics.listen
             )));
+        }
+        for (name, value) in [
+            (
+                "refreshable_access_token_lifetime_ms",
+                self.sessions.refreshable_access_token_lifetime_ms,
+            ),
+            (
+                "login_token_lifetime_ms",
+                self.sessions.login_token_lifetime_ms,
+            ),
+            (
+                "uia_session_lifetime_ms",
+                self.sessions.uia_session_lifetime_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!(
+                    "invalid configuration: sessions.{name} must be at least 1"
+                )));
+            }
         }
         for (name, limit) in [
             ("registration", self.rate_limits.registration),

@@ -2,9 +2,14 @@
 //! `myelin-proto` for everything that makes events correct.
 
 pub mod api;
+pub mod commands;
 pub mod config;
+pub mod expiring;
 pub mod keys;
 pub mod metrics;
+pub mod password;
+pub mod random;
+pub mod ratelimit;
 pub mod rooms;
 pub mod server;
 pub mod state;

@@ -31,6 +31,23 @@ enum Command {
     CheckConfig,
     /// Bring the database schema up to date and exit.
     Migrate,
+    /// Create an account directly in the database (no server needed).
+    /// Without --password or --password-file, the password is read from
+    /// standard input.
+    RegisterUser {
+        /// The localpart: `alice` for @alice:<server.name>.
+        localpart: String,
+        /// The password (visible to other local users in the process list;
+        /// prefer --password-file or standard input).
+        #[arg(long, conflicts_with = "password_file")]
+        password: Option<String>,
+        /// A file whose first line is the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Make the account a server admin.
+        #[arg(long)]
+        admin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +99,33 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::RegisterUser {
+        localpart,
+        password,
+        password_file,
+        admin,
+    } = command
+    {
+        use myelin_homeserver::commands::{PasswordSource, register_user};
+        let source = match (password, password_file) {
+            (Some(p), _) => PasswordSource::Literal(p),
+            (None, Some(f)) => PasswordSource::File(f),
+            (None, None) => PasswordSource::Stdin,
+        };
+        return match runtime.block_on(register_user(&config, &localpart, source, admin)) {
+            Ok(user_id) => {
+                println!(
+                    "registered {user_id}{}",
+                    if admin { " (admin)" } else { "" }
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("myelin: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = runtime.block_on(async move {
         match command {
             Command::Migrate => myelin_homeserver::server::prepare(config).await.map(|_| ()),

@@ -2,12 +2,16 @@
 //! signing keys, metrics. Cheap to clone (one `Arc`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use myelin_proto::signing::KeyPair;
 use ruma::{OwnedServerName, ServerName};
 
+use crate::api::client::account::uiaa::UiaaSession;
 use crate::config::Config;
+use crate::expiring::ExpiringMap;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::rooms::RoomService;
 use crate::storage::Db;
 
@@ -21,7 +25,22 @@ struct Inner {
     keys: Vec<KeyPair>,
     metrics: Metrics,
     rooms: RoomService,
+    rate_limiter: RateLimiter,
+    /// Short-lived authentication state, kept in memory: losing it on a
+    /// restart only makes a client restart a UIA flow or ask for a new
+    /// login token or nonce.
+    uiaa_sessions: ExpiringMap<UiaaSession>,
+    /// Login tokens from `/login/get_token`, by token hash.
+    login_tokens: ExpiringMap<ruma::OwnedUserId>,
+    /// Nonces handed out by `GET /_synapse/admin/v1/register`.
+    admin_nonces: ExpiringMap<()>,
 }
+
+/// Cap on each in-memory credential table (see [`ExpiringMap`]).
+const MAX_EPHEMERAL_ENTRIES: usize = 100_000;
+
+/// Synapse's lifetime for shared-secret registration nonces.
+const ADMIN_NONCE_LIFETIME: Duration = Duration::from_secs(60);
 
 impl AppState {
     /// `keys` must not be empty; the first one signs.
@@ -33,7 +52,21 @@ impl AppState {
         metrics: Metrics,
     ) -> Self {
         assert!(!keys.is_empty(), "at least one signing key");
+        let sessions = &config.sessions;
+        let uiaa_sessions = ExpiringMap::new(
+            Duration::from_millis(sessions.uia_session_lifetime_ms),
+            MAX_EPHEMERAL_ENTRIES,
+        );
+        let login_tokens = ExpiringMap::new(
+            Duration::from_millis(sessions.login_token_lifetime_ms),
+            MAX_EPHEMERAL_ENTRIES,
+        );
+        let rate_limiter = RateLimiter::new(&config.rate_limits);
         Self(Arc::new(Inner {
+            rate_limiter,
+            uiaa_sessions,
+            login_tokens,
+            admin_nonces: ExpiringMap::new(ADMIN_NONCE_LIFETIME, MAX_EPHEMERAL_ENTRIES),
             config,
             server_name,
             db,
@@ -72,6 +105,23 @@ impl AppState {
     /// Room write locks, the timeline stream and its notifier.
     pub fn rooms(&self) -> &RoomService {
         &self.0.rooms
+    }
+
+    /// The rate limiter: `state.rate_limiter().check(Limit::Message, user)?`.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.0.rate_limiter
+    }
+
+    pub fn uiaa_sessions(&self) -> &ExpiringMap<UiaaSession> {
+        &self.0.uiaa_sessions
+    }
+
+    pub fn login_tokens(&self) -> &ExpiringMap<ruma::OwnedUserId> {
+        &self.0.login_tokens
+    }
+
+    pub fn admin_nonces(&self) -> &ExpiringMap<()> {
+        &self.0.admin_nonces
     }
 
     /// Samples the database pool into the pool gauges.

@@ -362,14 +362,29 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<Result<(), VerifyError>> {
     results
 }
 
-/// The batch equation is cofactored and so accepts a few malformed signatures
-/// that strict single verification refuses; refuse to take the fast path for
-/// any signature whose `R` is not a canonical point of large order.
+/// The batch equation is cofactored and so accepts signatures whose `R` is
+/// a small-order point, which strict single verification refuses. Refuse
+/// the fast path when any `R` is one of the small-order encodings (the
+/// eight torsion points, with either sign bit). Comparing bytes costs
+/// nothing next to decompressing every `R`. A mixed-order `R` still passes
+/// the batch equation; only the key's owner can make such a signature.
 fn all_strict_shape(signatures: &[Signature]) -> bool {
     signatures
         .iter()
-        .all(|s| ed25519_dalek::VerifyingKey::from_bytes(s.r_bytes()).is_ok_and(|r| !r.is_weak()))
+        .all(|s| !SMALL_ORDER_ENCODINGS.contains(s.r_bytes()))
 }
+
+static SMALL_ORDER_ENCODINGS: std::sync::LazyLock<Vec<[u8; 32]>> = std::sync::LazyLock::new(|| {
+    curve25519_dalek::constants::EIGHT_TORSION
+        .iter()
+        .flat_map(|p| {
+            let canonical = p.compress().to_bytes();
+            let mut flipped = canonical;
+            flipped[31] ^= 0x80;
+            [canonical, flipped]
+        })
+        .collect()
+});
 
 #[cfg(test)]
 mod tests {
@@ -486,6 +501,18 @@ mod tests {
         let mut identity = [0u8; 32];
         identity[0] = 1;
         assert_eq!(PublicKey::from_bytes(&identity), Err(KeyError::PublicKey));
+    }
+
+    #[test]
+    fn small_order_r_never_takes_the_batch_path() {
+        let mut identity_r = [0u8; 64];
+        identity_r[0] = 1; // R = identity, s = 0
+        assert!(!all_strict_shape(&[Signature::from_bytes(&identity_r)]));
+        let key = spec_key();
+        let good = key.sign_bytes(b"m");
+        let good = Signature::from_bytes(&base64::decode_array::<64>(&good).expect("sig"));
+        assert!(all_strict_shape(&[good]));
+        assert_eq!(SMALL_ORDER_ENCODINGS.len(), 16);
     }
 
     #[test]

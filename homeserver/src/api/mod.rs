@@ -17,6 +17,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod ruma_wrapper;
+pub mod synapse_admin;
 
 use error::ApiError;
 
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         "/.well-known/matrix/client",
         get(client::discovery::well_known_client),
     );
+    r = client::account::routes(r);
     if state.config().metrics.enabled && state.config().metrics.listen.is_empty() {
         r = r.route("/metrics", get(crate::metrics::scrape));
     }

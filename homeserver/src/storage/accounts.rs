@@ -1,11 +1,21 @@
 //! Owner of the `users`, `devices`, `access_tokens` and `refresh_tokens`
-//! tables.
+//! tables: accounts, their devices, the sessions devices hold, and
+//! profiles. Every change that touches more than one row runs in a
+//! transaction, so a failure never leaves, say, a user without the device
+//! it was registered with.
+//!
+//! A device holds at most one session (one access token, and with it at
+//! most one refresh token): logging in again to a device, or refreshing,
+//! replaces the session. Tokens are stored only as hashes.
 
-use sea_orm::DbErr;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, TransactionTrait, Value};
 use sha2::{Digest, Sha256};
 
 use super::Db;
 use crate::api::auth::Authed;
+use crate::time::now_ms;
 
 /// SHA-256 of a token, hex-encoded: tokens are stored only as hashes.
 pub fn hash_token(token: &str) -> String {
@@ -44,13 +54,10 @@ pub async fn lookup_access_token(db: &Db, token: &str) -> Result<TokenLookup, Db
     if deactivated {
         return Ok(TokenLookup::Unknown);
     }
-    if expires_ts.is_some_and(|e| e <= crate::time::now_ms()) {
+    if expires_ts.is_some_and(|e| e <= now_ms()) {
         return Ok(TokenLookup::Expired);
     }
-    let Ok(user_id) = ruma::UserId::parse(&user_id) else {
-        // Only ever written by us from validated IDs.
-        return Err(DbErr::Custom(format!("corrupt session row for {user_id}")));
-    };
+    let user_id = parse_user_id(&user_id)?;
     let device_id = ruma::OwnedDeviceId::from(device_id.as_str());
     Ok(TokenLookup::Valid(Authed {
         user_id,
@@ -58,4 +65,479 @@ pub async fn lookup_access_token(db: &Db, token: &str) -> Result<TokenLookup, Db
         is_admin,
         token_hash: hash,
     }))
+}
+
+fn parse_user_id(s: &str) -> Result<ruma::OwnedUserId, DbErr> {
+    // Only ever written by us from validated IDs.
+    ruma::UserId::parse(s).map_err(|_| DbErr::Custom(format!("corrupt user ID in storage: {s}")))
+}
+
+/// Runs `sql` (PostgreSQL placeholders) inside `txn`.
+async fn exec(
+    db: &Db,
+    txn: &DatabaseTransaction,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<u64, DbErr> {
+    Ok(txn.execute_raw(db.stmt(sql, values)).await?.rows_affected())
+}
+
+/// An account as login and authentication need it.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub user_id: ruma::OwnedUserId,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub deactivated: bool,
+}
+
+/// The account `user_id`, deactivated or not.
+pub async fn get_user(db: &Db, user_id: &str) -> Result<Option<User>, DbErr> {
+    let Some(row) = db
+        .query_one(
+            "SELECT user_id, password_hash, is_admin, deactivated FROM users WHERE user_id = $1",
+            [user_id.into()],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(User {
+        user_id: parse_user_id(&row.try_get::<String>("", "user_id")?)?,
+        password_hash: row.try_get("", "password_hash")?,
+        is_admin: row.try_get("", "is_admin")?,
+        deactivated: row.try_get("", "deactivated")?,
+    }))
+}
+
+/// Whether the user ID is taken. Deactivated accounts keep their ID
+/// forever, so that nobody can impersonate a former user.
+pub async fn user_exists(db: &Db, user_id: &str) -> Result<bool, DbErr> {
+    Ok(db
+        .query_one(
+            "SELECT 1 AS one FROM users WHERE user_id = $1",
+            [user_id.into()],
+        )
+        .await?
+        .is_some())
+}
+
+/// What a new session is for: the device and how its tokens behave.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    pub device_id: String,
+    /// The device's display name; `None` keeps an existing device's name.
+    pub display_name: Option<String>,
+    pub ip: Option<String>,
+    /// `Some(lifetime)`: the access token expires and comes with a refresh
+    /// token. `None`: a non-expiring access token and no refresh token.
+    pub refreshable: Option<Duration>,
+}
+
+/// The credentials of a new session, in the clear (the only time they are).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub device_id: ruma::OwnedDeviceId,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<Duration>,
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Creates or takes over `req.device_id` and gives it a fresh session,
+/// revoking whatever tokens it held.
+async fn open_session(
+    db: &Db,
+    txn: &DatabaseTransaction,
+    user_id: &str,
+    req: SessionRequest,
+) -> Result<Session, DbErr> {
+    let now = now_ms();
+    exec(
+        db,
+        txn,
+        "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip, created_ts) \
+         VALUES ($1, $2, $3, $4, $5, $4) \
+         ON CONFLICT (user_id, device_id) DO UPDATE SET \
+         display_name = COALESCE(excluded.display_name, devices.display_name), \
+         last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip",
+        [
+            user_id.into(),
+            req.device_id.clone().into(),
+            req.display_name.into(),
+            now.into(),
+            req.ip.into(),
+        ],
+    )
+    .await?;
+    revoke_device_tokens(db, txn, user_id, &req.device_id).await?;
+    issue_tokens(db, txn, user_id, &req.device_id, req.refreshable).await
+}
+
+async fn revoke_device_tokens(
+    db: &Db,
+    txn: &DatabaseTransaction,
+    user_id: &str,
+    device_id: &str,
+) -> Result<(), DbErr> {
+    for table in ["access_tokens", "refresh_tokens"] {
+        exec(
+            db,
+            txn,
+            &format!("DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"),
+            [user_id.into(), device_id.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn issue_tokens(
+    db: &Db,
+    txn: &DatabaseTransaction,
+    user_id: &str,
+    device_id: &str,
+    refreshable: Option<Duration>,
+) -> Result<Session, DbErr> {
+    let now = now_ms();
+    let access_token = crate::random::token("mat_");
+    let expires_ts = refreshable.map(|d| now.saturating_add(duration_ms(d)));
+    exec(
+        db,
+        txn,
+        "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts) \
+         VALUES ($1, $2, $3, $4, $5)",
+        [
+            hash_token(&access_token).into(),
+            user_id.into(),
+            device_id.into(),
+            now.into(),
+            expires_ts.into(),
+        ],
+    )
+    .await?;
+    let refresh_token = match refreshable {
+        None => None,
+        Some(_) => {
+            let token = crate::random::token("mrt_");
+            exec(
+                db,
+                txn,
+                "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts) \
+                 VALUES ($1, $2, $3, $4)",
+                [
+                    hash_token(&token).into(),
+                    user_id.into(),
+                    device_id.into(),
+                    now.into(),
+                ],
+            )
+            .await?;
+            Some(token)
+        }
+    };
+    Ok(Session {
+        device_id: device_id.into(),
+        access_token,
+        refresh_token,
+        expires_in: refreshable,
+    })
+}
+
+/// The user ID was taken (possibly by a concurrent registration).
+#[derive(Debug)]
+pub struct UserInUse;
+
+/// Creates an account and, unless `session` is `None`, its first device
+/// and session, atomically. The display name defaults to the localpart, as
+/// Synapse does, so members show up with a readable name.
+pub async fn create_user(
+    db: &Db,
+    user_id: &str,
+    password_hash: Option<&str>,
+    is_admin: bool,
+    displayname: Option<&str>,
+    session: Option<SessionRequest>,
+) -> Result<Result<Option<Session>, UserInUse>, DbErr> {
+    let txn = db.conn().begin().await?;
+    let inserted = exec(
+        db,
+        &txn,
+        "INSERT INTO users (user_id, password_hash, is_admin, deactivated, displayname, created_ts) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO NOTHING",
+        [
+            user_id.into(),
+            password_hash.map(str::to_owned).into(),
+            is_admin.into(),
+            false.into(),
+            displayname
+                .map(str::to_owned)
+                .unwrap_or_else(|| localpart(user_id).to_owned())
+                .into(),
+            now_ms().into(),
+        ],
+    )
+    .await?;
+    if inserted == 0 {
+        txn.rollback().await?;
+        return Ok(Err(UserInUse));
+    }
+    let session = match session {
+        Some(req) => Some(open_session(db, &txn, user_id, req).await?),
+        None => None,
+    };
+    txn.commit().await?;
+    Ok(Ok(session))
+}
+
+fn localpart(user_id: &str) -> &str {
+    user_id
+        .strip_prefix('@')
+        .and_then(|rest| rest.split_once(':'))
+        .map_or(user_id, |(local, _)| local)
+}
+
+/// Logs `user_id` in on a new or existing device (an existing one loses
+/// its old tokens).
+pub async fn login(db: &Db, user_id: &str, req: SessionRequest) -> Result<Session, DbErr> {
+    let txn = db.conn().begin().await?;
+    let session = open_session(db, &txn, user_id, req).await?;
+    txn.commit().await?;
+    Ok(session)
+}
+
+/// Exchanges a refresh token for a new session on the same device. The old
+/// refresh and access tokens stop working at once (rotation), so a stolen
+/// refresh token is useful for one refresh at most, and its use logs the
+/// legitimate client out, which notices. `None` if the token is unknown,
+/// already used, or its user deactivated.
+pub async fn refresh(
+    db: &Db,
+    refresh_token: &str,
+    lifetime: Duration,
+) -> Result<Option<Session>, DbErr> {
+    let hash = hash_token(refresh_token);
+    let txn = db.conn().begin().await?;
+    let row = txn
+        .query_one_raw(db.stmt(
+            "SELECT r.user_id, r.device_id, u.deactivated FROM refresh_tokens r \
+             JOIN users u ON u.user_id = r.user_id WHERE r.token_hash = $1",
+            [hash.clone().into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        txn.rollback().await?;
+        return Ok(None);
+    };
+    let user_id: String = row.try_get("", "user_id")?;
+    let device_id: String = row.try_get("", "device_id")?;
+    let deactivated: bool = row.try_get("", "deactivated")?;
+    // Deleting the row claims the token: of two concurrent refreshes with
+    // the same token, only one deletes it.
+    let claimed = exec(
+        db,
+        &txn,
+        "DELETE FROM refresh_tokens WHERE token_hash = $1",
+        [hash.into()],
+    )
+    .await?;
+    if claimed == 0 || deactivated {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    revoke_device_tokens(db, &txn, &user_id, &device_id).await?;
+    let session = issue_tokens(db, &txn, &user_id, &device_id, Some(lifetime)).await?;
+    txn.commit().await?;
+    Ok(Some(session))
+}
+
+/// A device as the device-management API shows it.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub last_seen_ip: Option<String>,
+    pub last_seen_ts: Option<i64>,
+}
+
+fn device_from_row(row: &sea_orm::QueryResult) -> Result<Device, DbErr> {
+    Ok(Device {
+        device_id: row.try_get("", "device_id")?,
+        display_name: row.try_get("", "display_name")?,
+        last_seen_ip: row.try_get("", "last_seen_ip")?,
+        last_seen_ts: row.try_get("", "last_seen_ts")?,
+    })
+}
+
+pub async fn list_devices(db: &Db, user_id: &str) -> Result<Vec<Device>, DbErr> {
+    db.query_all(
+        "SELECT device_id, display_name, last_seen_ip, last_seen_ts FROM devices \
+         WHERE user_id = $1 ORDER BY created_ts, device_id",
+        [user_id.into()],
+    )
+    .await?
+    .iter()
+    .map(device_from_row)
+    .collect()
+}
+
+pub async fn get_device(db: &Db, user_id: &str, device_id: &str) -> Result<Option<Device>, DbErr> {
+    db.query_one(
+        "SELECT device_id, display_name, last_seen_ip, last_seen_ts FROM devices \
+         WHERE user_id = $1 AND device_id = $2",
+        [user_id.into(), device_id.into()],
+    )
+    .await?
+    .as_ref()
+    .map(device_from_row)
+    .transpose()
+}
+
+/// Renames a device; `false` if the user has no such device.
+pub async fn rename_device(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+    display_name: Option<&str>,
+) -> Result<bool, DbErr> {
+    Ok(db
+        .execute(
+            "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
+            [
+                user_id.into(),
+                device_id.into(),
+                display_name.map(str::to_owned).into(),
+            ],
+        )
+        .await?
+        > 0)
+}
+
+/// Deletes devices and their sessions. Unknown device IDs are ignored.
+pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Result<(), DbErr> {
+    let txn = db.conn().begin().await?;
+    for device_id in device_ids {
+        revoke_device_tokens(db, &txn, user_id, device_id).await?;
+        exec(
+            db,
+            &txn,
+            "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
+            [user_id.into(), device_id.as_str().into()],
+        )
+        .await?;
+    }
+    txn.commit().await
+}
+
+/// Deletes every device of the user but `keep` (all of them if `None`),
+/// with their sessions.
+async fn delete_other_devices(
+    db: &Db,
+    txn: &DatabaseTransaction,
+    user_id: &str,
+    keep: Option<&str>,
+) -> Result<(), DbErr> {
+    // An empty string is never a device ID, so it keeps nothing.
+    let keep = keep.unwrap_or("");
+    for table in ["access_tokens", "refresh_tokens", "devices"] {
+        exec(
+            db,
+            txn,
+            &format!("DELETE FROM {table} WHERE user_id = $1 AND device_id <> $2"),
+            [user_id.into(), keep.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Logs out every device of the user (`/logout/all`).
+pub async fn delete_all_devices(db: &Db, user_id: &str) -> Result<(), DbErr> {
+    let txn = db.conn().begin().await?;
+    delete_other_devices(db, &txn, user_id, None).await?;
+    txn.commit().await
+}
+
+/// Sets a new password hash; with `logout_except`, also logs out every
+/// device but that one.
+pub async fn set_password(
+    db: &Db,
+    user_id: &str,
+    password_hash: &str,
+    logout_except: Option<&str>,
+) -> Result<(), DbErr> {
+    let txn = db.conn().begin().await?;
+    exec(
+        db,
+        &txn,
+        "UPDATE users SET password_hash = $2 WHERE user_id = $1",
+        [user_id.into(), password_hash.into()],
+    )
+    .await?;
+    if let Some(keep) = logout_except {
+        delete_other_devices(db, &txn, user_id, Some(keep)).await?;
+    }
+    txn.commit().await
+}
+
+/// Deactivates an account for good: no password, no devices or sessions,
+/// no profile; the row stays so the user ID is never reissued.
+pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), DbErr> {
+    let txn = db.conn().begin().await?;
+    delete_other_devices(db, &txn, user_id, None).await?;
+    exec(
+        db,
+        &txn,
+        "UPDATE users SET deactivated = $2, password_hash = NULL, displayname = NULL, \
+         avatar_url = NULL WHERE user_id = $1",
+        [user_id.into(), true.into()],
+    )
+    .await?;
+    txn.commit().await
+}
+
+/// A user's global profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// The profile of a local user; `None` if there is no such user.
+pub async fn get_profile(db: &Db, user_id: &str) -> Result<Option<Profile>, DbErr> {
+    db.query_one(
+        "SELECT displayname, avatar_url FROM users WHERE user_id = $1",
+        [user_id.into()],
+    )
+    .await?
+    .map(|row| {
+        Ok(Profile {
+            displayname: row.try_get("", "displayname")?,
+            avatar_url: row.try_get("", "avatar_url")?,
+        })
+    })
+    .transpose()
+}
+
+/// Sets (or with `None` clears) the display name.
+pub async fn set_displayname(db: &Db, user_id: &str, name: Option<&str>) -> Result<(), DbErr> {
+    db.execute(
+        "UPDATE users SET displayname = $2 WHERE user_id = $1",
+        [user_id.into(), name.map(str::to_owned).into()],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Sets (or with `None` clears) the avatar URL.
+pub async fn set_avatar_url(db: &Db, user_id: &str, url: Option<&str>) -> Result<(), DbErr> {
+    db.execute(
+        "UPDATE users SET avatar_url = $2 WHERE user_id = $1",
+        [user_id.into(), url.map(str::to_owned).into()],
+    )
+    .await
+    .map(|_| ())
 }

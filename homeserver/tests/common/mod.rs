@@ -228,6 +228,25 @@ impl TestServer {
         self.launch().await;
     }
 
+    /// Runs a `myelin` subcommand on this server's configuration and data
+    /// (for operator commands like `register-user`).
+    pub fn run_cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_myelin"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run myelin");
+        // The pipe is closed (dropped) either way, so the command sees EOF.
+        if let (Some(mut pipe), Some(input)) = (child.stdin.take(), stdin) {
+            pipe.write_all(input.as_bytes()).expect("stdin");
+        }
+        child.wait_with_output().expect("myelin output")
+    }
+
     /// A client without an access token.
     pub fn client(&self) -> Client {
         Client {
@@ -322,6 +341,21 @@ impl Client {
         ))
     }
 
+    /// Any method with a JSON body (e.g. DELETE with UIA `auth`).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .request(method, format!("{}{path}", self.base))
+                .json(body),
+        )
+        .await
+    }
+
     /// Sends raw bytes as the body (for malformed JSON tests).
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
         self.send(
@@ -362,56 +396,10 @@ pub fn assert_error(resp: &(StatusCode, Value), status: u16, errcode: &str) {
     );
 }
 
-/// Creates a local user with a device and an access token by writing the
-/// accounts tables directly (the m0001 schema, tokens stored as SHA-256
-/// hex like `storage::accounts::hash_token`). Returns the user ID and the
-/// token.
+/// Registers a local user through the client API; returns the user ID
+/// and an access token.
 pub async fn create_user(server: &TestServer, localpart: &str) -> (String, String) {
-    use sea_orm::{ConnectionTrait, Statement};
-    use sha2::{Digest, Sha256};
-    let user_id = format!("@{localpart}:test.localhost");
-    let token = unique(&format!("tok_{localpart}"));
-    let hash: String = Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let db = sea_orm::Database::connect(server.db_url.as_str())
-        .await
-        .expect("connect to the server's database");
-    let backend = db.get_database_backend();
-    let sqlite = server.backend == Backend::Sqlite;
-    let now = 1_700_000_000_000_i64;
-    let statements: [(&str, Vec<sea_orm::Value>); 3] = [
-        (
-            "INSERT INTO users (user_id, created_ts) VALUES ($1, $2)",
-            vec![user_id.clone().into(), now.into()],
-        ),
-        (
-            "INSERT INTO devices (user_id, device_id, created_ts) VALUES ($1, $2, $3)",
-            vec![user_id.clone().into(), "TESTDEVICE".into(), now.into()],
-        ),
-        (
-            "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) \
-             VALUES ($1, $2, $3, $4)",
-            vec![
-                hash.into(),
-                user_id.clone().into(),
-                "TESTDEVICE".into(),
-                now.into(),
-            ],
-        ),
-    ];
-    for (sql, values) in statements {
-        let sql = if sqlite {
-            sql.replace('$', "?")
-        } else {
-            sql.to_owned()
-        };
-        db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await
-            .expect("insert test user");
-    }
-    db.close().await.ok();
+    let (user_id, token, _) = register(&server.client(), localpart, "correct horse battery").await;
     (user_id, token)
 }
 
@@ -426,4 +414,70 @@ pub fn enc(s: &str) -> String {
         }
     }
     out
+}
+
+/// Registers `localpart` with `password` (the `m.login.dummy` flow) and
+/// returns `(user_id, access_token, device_id)`.
+pub async fn register(
+    client: &Client,
+    localpart: &str,
+    password: &str,
+) -> (String, String, String) {
+    let (status, body) = client
+        .post(
+            "/_matrix/client/v3/register",
+            &serde_json::json!({
+                "username": localpart,
+                "password": password,
+                "auth": { "type": "m.login.dummy" },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "registering {localpart}: {body}");
+    (
+        body["user_id"].as_str().expect("user_id").to_owned(),
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned(),
+        body["device_id"].as_str().expect("device_id").to_owned(),
+    )
+}
+
+/// Logs in with a password (`user` is a localpart or a user ID) and
+/// returns the whole response body.
+pub async fn login(client: &Client, user: &str, password: &str) -> (StatusCode, Value) {
+    client
+        .post(
+            "/_matrix/client/v3/login",
+            &serde_json::json!({
+                "type": "m.login.password",
+                "identifier": { "type": "m.id.user", "user": user },
+                "password": password,
+            }),
+        )
+        .await
+}
+
+/// Logs in with a password and returns `(access_token, device_id)`.
+pub async fn login_ok(client: &Client, user: &str, password: &str) -> (String, String) {
+    let (status, body) = login(client, user, password).await;
+    assert_eq!(status, 200, "login as {user}: {body}");
+    (
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned(),
+        body["device_id"].as_str().expect("device_id").to_owned(),
+    )
+}
+
+/// The `m.login.password` UIA stage for `user` in `session`.
+pub fn password_auth(user: &str, password: &str, session: &Value) -> Value {
+    serde_json::json!({
+        "type": "m.login.password",
+        "identifier": { "type": "m.id.user", "user": user },
+        "password": password,
+        "session": session,
+    })
 }

@@ -2,62 +2,22 @@
 //! the authorization rules allow it against that state.
 
 use crate::auth;
-use crate::canonical_json::Value;
 
 use super::graph::Ev;
-use super::{
-    Checker, Ctx, EventSource, StateResError, T_CREATE, T_JOIN_RULES, T_MEMBER, T_POWER_LEVELS,
-};
+use super::{Checker, Ctx, EventSource, StateResError, T_CREATE};
 
 /// The auth rules look up state by `(type, state_key)`; these are the keys
-/// they can ask about for `pdu` (server-server API "Auth events
-/// selection"), as our own list joined with the auth module's, so a key
-/// either list knows is looked up in the resolved state.
+/// they can ask about for `pdu`: its auth events selection (server-server
+/// API "Auth events selection").
 fn needed_keys(ctx: &Ctx<'_, '_, impl EventSource + ?Sized>, ev: Ev) -> Vec<(String, String)> {
     let pdu = ctx.g.pdu(ev);
-    let sender = pdu.sender().as_str();
-    let mut keys = vec![
-        (T_POWER_LEVELS.to_owned(), String::new()),
-        (T_MEMBER.to_owned(), sender.to_owned()),
-    ];
-    if !ctx.rules.room_id_from_create_event {
-        keys.push((T_CREATE.to_owned(), String::new()));
-    }
-    if pdu.event_type() == T_MEMBER
-        && let Some(target) = pdu.state_key()
-    {
-        keys.push((T_MEMBER.to_owned(), target.to_owned()));
-        let content = pdu.content();
-        if let Some("join" | "invite" | "knock") = pdu.membership() {
-            keys.push((T_JOIN_RULES.to_owned(), String::new()));
-        }
-        if pdu.membership() == Some("join")
-            && let Some(via) = content
-                .get("join_authorised_via_users_server")
-                .and_then(Value::as_str)
-        {
-            keys.push((T_MEMBER.to_owned(), via.to_owned()));
-        }
-        if pdu.membership() == Some("invite")
-            && let Some(token) = content
-                .get("third_party_invite")
-                .and_then(Value::as_object)
-                .and_then(|t| t.get("signed"))
-                .and_then(Value::as_object)
-                .and_then(|s| s.get("token"))
-                .and_then(Value::as_str)
-        {
-            keys.push(("m.room.third_party_invite".to_owned(), token.to_owned()));
-        }
-    }
-    keys.extend(auth::auth_types_for_event(
+    auth::auth_types_for_event(
         ctx.rules,
         pdu.event_type(),
         pdu.sender(),
         pdu.state_key(),
         pdu.content(),
-    ));
-    keys
+    )
 }
 
 /// Runs the iterative auth checks over `events` on `state` (a map from key

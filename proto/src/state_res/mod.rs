@@ -73,7 +73,8 @@ mod graph;
 mod iterative;
 mod ordering;
 mod power;
-#[doc(hidden)]
+/// Room builders for tests and benches (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! Client-server API endpoints, one module per area of the spec.
 
+pub mod account;
 pub mod discovery;
 pub mod rooms;

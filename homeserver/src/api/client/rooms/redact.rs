@@ -19,6 +19,10 @@ pub async fn redact(
     if let Some(id) = previous_txn(&state, &auth, req.txn_id.as_str()).await? {
         return Ok(RumaResponse(redact_event::Response::new(id)));
     }
+    // Retries (answered above) are not rate limited; new events are.
+    state
+        .rate_limiter()
+        .check(crate::ratelimit::Limit::Message, auth.user_id.as_str())?;
     require_joined(&state, &auth, req.room_id.as_str()).await?;
     let mut content = Object::new();
     if let Some(reason) = &req.reason {

@@ -55,6 +55,10 @@ pub async fn send_message(
     if let Some(id) = previous_txn(&state, &auth, req.txn_id.as_str()).await? {
         return Ok(RumaResponse(send_message_event::Response::new(id)));
     }
+    // Retries (answered above) are not rate limited; new events are.
+    state
+        .rate_limiter()
+        .check(crate::ratelimit::Limit::Message, auth.user_id.as_str())?;
     let content = strict_object(req.body.json())?;
     let event_type = req.event_type.to_string();
     require_joined(&state, &auth, req.room_id.as_str()).await?;

@@ -122,6 +122,9 @@ pub async fn put_state(
     auth: Authed,
     Ruma(req): Ruma<send_state_event::Request>,
 ) -> Result<RumaResponse<send_state_event::Response>, ApiError> {
+    state
+        .rate_limiter()
+        .check(crate::ratelimit::Limit::Message, auth.user_id.as_str())?;
     let content = strict_object(req.body.json())?;
     let event_type = req.event_type.to_string();
     let room_id = req.room_id.as_str();
