@@ -6,12 +6,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m0001_accounts;
+mod m0002_user_data;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_accounts::Migration)]
+        vec![
+            Box::new(m0001_accounts::Migration),
+            Box::new(m0002_user_data::Migration),
+        ]
     }
 }

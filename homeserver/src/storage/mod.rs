@@ -11,7 +11,9 @@ use sea_orm::{
     Statement, Value,
 };
 
+pub mod account_data;
 pub mod accounts;
+pub mod streams;
 
 /// The server's database handle. Cheap to clone.
 #[derive(Clone, Debug)]

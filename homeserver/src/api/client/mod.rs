@@ -2,3 +2,4 @@
 
 pub mod account;
 pub mod discovery;
+pub mod user_data;
