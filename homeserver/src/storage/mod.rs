@@ -13,6 +13,9 @@ use sea_orm::{
 
 pub mod account_data;
 pub mod accounts;
+pub mod filters;
+pub mod push_rules;
+pub mod pushers;
 pub mod streams;
 
 /// The server's database handle. Cheap to clone.

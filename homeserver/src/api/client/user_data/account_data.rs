@@ -17,7 +17,7 @@ use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::state::AppState;
-use crate::storage::account_data;
+use crate::storage::{account_data, push_rules};
 
 /// Account data types only the server writes (spec: "Server Behaviour").
 const SERVER_MANAGED: [&str; 2] = ["m.fully_read", "m.push_rules"];
@@ -59,6 +59,9 @@ async fn load(
     room_id: Option<&str>,
     event_type: &str,
 ) -> Result<String, ApiError> {
+    if room_id.is_none() && event_type == push_rules::EVENT_TYPE {
+        push_rules::ensure_stored(state.db(), &auth.user_id).await?;
+    }
     let found = account_data::get(state.db(), auth.user_id.as_str(), room_id, event_type).await?;
     found.ok_or_else(|| ApiError::not_found("Account data not found"))
 }

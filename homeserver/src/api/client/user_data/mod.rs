@@ -12,6 +12,9 @@ use crate::api::route;
 use crate::state::AppState;
 
 pub mod account_data;
+pub mod filters;
+pub mod push_rules;
+pub mod pushers;
 pub mod tags;
 
 /// The largest JSON content of one piece of account data (tags and push
@@ -32,7 +35,21 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = route::<c::config::get_room_account_data::v3::Request, _, _>(r, account_data::get_room);
     let r = route::<c::tag::get_tags::v3::Request, _, _>(r, tags::list);
     let r = route::<c::tag::create_tag::v3::Request, _, _>(r, tags::add);
-    route::<c::tag::delete_tag::v3::Request, _, _>(r, tags::remove)
+    let r = route::<c::tag::delete_tag::v3::Request, _, _>(r, tags::remove);
+    let r = route::<c::filter::create_filter::v3::Request, _, _>(r, filters::create);
+    let r = route::<c::filter::get_filter::v3::Request, _, _>(r, filters::get);
+    let r = route::<c::push::get_pushrules_all::v3::Request, _, _>(r, push_rules::get_all);
+    let r =
+        route::<c::push::get_pushrules_global_scope::v3::Request, _, _>(r, push_rules::get_global);
+    let r = route::<c::push::get_pushrule::v3::Request, _, _>(r, push_rules::get_rule);
+    let r = route::<c::push::set_pushrule::v3::Request, _, _>(r, push_rules::set_rule);
+    let r = route::<c::push::delete_pushrule::v3::Request, _, _>(r, push_rules::delete_rule);
+    let r = route::<c::push::get_pushrule_enabled::v3::Request, _, _>(r, push_rules::get_enabled);
+    let r = route::<c::push::set_pushrule_enabled::v3::Request, _, _>(r, push_rules::set_enabled);
+    let r = route::<c::push::get_pushrule_actions::v3::Request, _, _>(r, push_rules::get_actions);
+    let r = route::<c::push::set_pushrule_actions::v3::Request, _, _>(r, push_rules::set_actions);
+    let r = route::<c::push::get_pushers::v3::Request, _, _>(r, pushers::list);
+    route::<c::push::set_pusher::v3::Request, _, _>(r, pushers::set)
 }
 
 /// Only the owner of user data may read or change it.
