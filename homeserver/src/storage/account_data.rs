@@ -166,3 +166,114 @@ pub async fn changed_since(
         .await?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{push_rules, test_db};
+
+    async fn user(db: &Db, user_id: &str) {
+        db.execute(
+            "INSERT INTO users (user_id, created_ts) VALUES ($1, 0)",
+            [user_id.into()],
+        )
+        .await
+        .expect("user");
+    }
+
+    /// What sync relies on: every write has a higher position than every
+    /// earlier one, and `changed_since` returns exactly the rows written
+    /// after a position, with their latest content.
+    #[tokio::test]
+    async fn changes_are_found_by_position() {
+        let db = test_db().await;
+        user(&db, "@a:x").await;
+        user(&db, "@b:x").await;
+        let p1 = set(&db, "@a:x", None, "t.one", r#"{"v":1}"#)
+            .await
+            .expect("set");
+        let p2 = set(&db, "@a:x", Some("!r:x"), "t.one", r#"{"v":2}"#)
+            .await
+            .expect("set");
+        let p3 = set(&db, "@b:x", None, "t.one", r#"{"v":3}"#)
+            .await
+            .expect("set");
+        assert!(p1 < p2 && p2 < p3);
+        assert_eq!(
+            streams::current_position(&db, Stream::AccountData)
+                .await
+                .ok(),
+            Some(p3)
+        );
+
+        let since = changed_since(&db, "@a:x", p1).await.expect("changes");
+        assert_eq!(since.len(), 1);
+        assert_eq!(since[0].room_id.as_deref(), Some("!r:x"));
+        assert_eq!(since[0].stream_position, p2);
+        assert!(
+            changed_since(&db, "@a:x", p3)
+                .await
+                .expect("changes")
+                .is_empty()
+        );
+
+        // Rewriting moves the row past the reader's position.
+        let p4 = set(&db, "@a:x", None, "t.one", r#"{"v":4}"#)
+            .await
+            .expect("set");
+        let since = changed_since(&db, "@a:x", p3).await.expect("changes");
+        assert_eq!(since.len(), 1);
+        assert_eq!(since[0].room_id, None);
+        assert_eq!(since[0].content, r#"{"v":4}"#);
+        assert_eq!(since[0].stream_position, p4);
+
+        assert_eq!(global(&db, "@a:x").await.expect("global").len(), 1);
+        assert_eq!(for_room(&db, "@a:x", "!r:x").await.expect("room").len(), 1);
+        assert!(
+            for_room(&db, "@b:x", "!r:x")
+                .await
+                .expect("room")
+                .is_empty()
+        );
+
+        // A failed update writes nothing and leaves the content alone.
+        let failed = update(&db, "@a:x", None, "t.one", |_| {
+            Err::<String, DbErr>(DbErr::Custom("no".to_owned()))
+        })
+        .await;
+        assert!(failed.is_err());
+        assert_eq!(
+            get(&db, "@a:x", None, "t.one")
+                .await
+                .expect("get")
+                .as_deref(),
+            Some(r#"{"v":4}"#)
+        );
+        assert!(
+            changed_since(&db, "@a:x", p4)
+                .await
+                .expect("changes")
+                .is_empty()
+        );
+    }
+
+    /// The default push rules are stored on first access only: reading them
+    /// again does not produce a change for sync to deliver.
+    #[tokio::test]
+    async fn push_rules_are_stored_once() {
+        let db = test_db().await;
+        user(&db, "@a:x").await;
+        let user_id = ruma::UserId::parse("@a:x").expect("user ID");
+        push_rules::get(&db, &user_id).await.expect("rules");
+        let first = changed_since(&db, "@a:x", 0).await.expect("changes");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].event_type, "m.push_rules");
+        push_rules::get(&db, &user_id).await.expect("rules");
+        assert!(
+            changed_since(&db, "@a:x", first[0].stream_position)
+                .await
+                .expect("changes")
+                .is_empty()
+        );
+    }
+}

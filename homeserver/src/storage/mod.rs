@@ -110,6 +110,25 @@ impl Db {
     }
 }
 
+/// A fresh, migrated SQLite database in a temporary file, for unit tests
+/// of the storage modules.
+#[cfg(test)]
+pub(crate) async fn test_db() -> Db {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "myelin_unit_{}_{}_{}.db",
+        std::process::id(),
+        crate::time::now_ms(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()), 4)
+        .await
+        .expect("connect");
+    db.migrate().await.expect("migrate");
+    db
+}
+
 fn placeholders(backend: DbBackend, sql: &str) -> String {
     if backend != DbBackend::Sqlite {
         return sql.to_owned();

@@ -71,24 +71,11 @@ mod tests {
 
     use super::*;
 
-    async fn temp_db() -> Db {
-        let path = std::env::temp_dir().join(format!(
-            "myelin_streams_{}_{}.db",
-            std::process::id(),
-            crate::time::now_ms()
-        ));
-        let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()), 4)
-            .await
-            .expect("connect");
-        db.migrate().await.expect("migrate");
-        db
-    }
-
     /// Concurrent writers, each taking positions in its own transactions,
     /// get every position exactly once and each sees its own increase.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn positions_are_unique_and_increasing_under_concurrent_writers() {
-        let db = temp_db().await;
+        let db = crate::storage::test_db().await;
         assert_eq!(
             current_position(&db, Stream::AccountData).await.ok(),
             Some(0)
