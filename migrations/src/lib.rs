@@ -6,6 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m0001_accounts;
+mod m0002_user_data;
 mod m0003_rooms;
 
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m0001_accounts::Migration),
+            Box::new(m0002_user_data::Migration),
             Box::new(m0003_rooms::Migration),
         ]
     }

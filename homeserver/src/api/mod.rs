@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         get(client::discovery::well_known_client),
     );
     r = client::account::routes(r);
+    r = client::user_data::routes(r);
     if state.config().metrics.enabled && state.config().metrics.listen.is_empty() {
         r = r.route("/metrics", get(crate::metrics::scrape));
     }

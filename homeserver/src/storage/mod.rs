@@ -12,11 +12,16 @@ use sea_orm::{
     Value,
 };
 
+pub mod account_data;
 pub mod accounts;
 pub mod events;
+pub mod filters;
 pub mod memberships;
+pub mod push_rules;
+pub mod pushers;
 pub mod rooms;
 pub mod state;
+pub mod streams;
 pub mod txn_ids;
 
 /// The server's database handle. Cheap to clone.
@@ -195,6 +200,25 @@ pub fn in_list(first: usize, count: usize) -> String {
 /// Most values bound in one `IN` list; longer lists are queried in chunks
 /// (PostgreSQL allows 65,535 parameters, SQLite 32,766).
 pub const IN_CHUNK: usize = 500;
+
+/// A fresh, migrated SQLite database in a temporary file, for unit tests
+/// of the storage modules.
+#[cfg(test)]
+pub(crate) async fn test_db() -> Db {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "myelin_unit_{}_{}_{}.db",
+        std::process::id(),
+        crate::time::now_ms(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()), 4)
+        .await
+        .expect("connect");
+    db.migrate().await.expect("migrate");
+    db
+}
 
 fn placeholders(backend: DbBackend, sql: &str) -> String {
     if backend != DbBackend::Sqlite {

@@ -367,6 +367,22 @@ impl Client {
         .await
     }
 
+    /// Sends raw bytes as the body with any method (malformed JSON on PUT).
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .request(method, format!("{}{path}", self.base))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
     /// The raw text of a GET (for non-JSON endpoints like /metrics).
     pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
         let resp = self

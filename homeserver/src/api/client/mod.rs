@@ -3,3 +3,4 @@
 pub mod account;
 pub mod discovery;
 pub mod rooms;
+pub mod user_data;
