@@ -7,7 +7,7 @@
 //! transaction, and the row records it: sync asks [`changed_since`] for the
 //! rows of a user written after the position its token holds.
 
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr};
 
 use super::Db;
 use super::streams::{self, Stream};
@@ -95,7 +95,7 @@ where
     E: From<DbErr>,
     F: FnOnce(Option<String>) -> Result<String, E>,
 {
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_immediate().await?;
     let position = streams::next_position(db, &txn, Stream::AccountData).await?;
     let current = txn
         .query_one_raw(db.stmt(

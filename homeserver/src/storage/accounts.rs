@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
 use sha2::{Digest, Sha256};
 
 use super::Db;
@@ -262,7 +262,7 @@ pub async fn create_user(
     displayname: Option<&str>,
     session: Option<SessionRequest>,
 ) -> Result<Result<Option<Session>, UserInUse>, DbErr> {
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_immediate().await?;
     let inserted = exec(
         db,
         &txn,
@@ -303,7 +303,7 @@ fn localpart(user_id: &str) -> &str {
 /// Logs `user_id` in on a new or existing device (an existing one loses
 /// its old tokens).
 pub async fn login(db: &Db, user_id: &str, req: SessionRequest) -> Result<Session, DbErr> {
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_immediate().await?;
     let session = open_session(db, &txn, user_id, req).await?;
     txn.commit().await?;
     Ok(session)
@@ -320,7 +320,7 @@ pub async fn refresh(
     lifetime: Duration,
 ) -> Result<Option<Session>, DbErr> {
     let hash = hash_token(refresh_token);
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_immediate().await?;
     let row = txn
         .query_one_raw(db.stmt(
             "SELECT r.user_id, r.device_id, u.deactivated FROM refresh_tokens r \
@@ -418,7 +418,7 @@ pub async fn rename_device(
 
 /// Deletes devices and their sessions. Unknown device IDs are ignored.
 pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Result<(), DbErr> {
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_immediate().await?;
     for device_id in device_ids {
         revoke_device_tokens(db, &txn, user_id, device_id).await?;
         exec(
@@ -456,7 +456,7 @@ async fn delete_other_devices(
 
 /// Logs out every device of the user (`/logout/all`).
 pub async fn delete_all_devices(db: &Db, user_id: &str) -> Result<(), DbErr> {
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_immediate().await?;
     delete_other_devices(db, &txn, user_id, None).await?;
     txn.commit().await
 }
@@ -469,7 +469,7 @@ pub async fn set_password(
     password_hash: &str,
     logout_except: Option<&str>,
 ) -> Result<(), DbErr> {
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_immediate().await?;
     exec(
         db,
         &txn,
@@ -486,7 +486,7 @@ pub async fn set_password(
 /// Deactivates an account for good: no password, no devices or sessions,
 /// no profile; the row stays so the user ID is never reissued.
 pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), DbErr> {
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_immediate().await?;
     delete_other_devices(db, &txn, user_id, None).await?;
     exec(
         db,

@@ -129,17 +129,24 @@ impl Db {
     /// transaction can never fail half-way with `SQLITE_BUSY` when another
     /// writer committed between its first read and its first write.
     pub async fn begin_write(&self) -> Result<Tx, DbErr> {
-        let inner = self
-            .conn
+        Ok(Tx {
+            inner: self.begin_immediate().await?,
+            backend: self.backend(),
+        })
+    }
+
+    /// A sea-orm transaction for writing, taking SQLite's write lock up
+    /// front like [`Db::begin_write`]. Every transaction that writes starts
+    /// here: a deferred one that reads first fails at once with
+    /// `SQLITE_BUSY` (the busy timeout does not apply) when another writer
+    /// commits between its read and its write.
+    pub async fn begin_immediate(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.conn
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..Default::default()
             })
-            .await?;
-        Ok(Tx {
-            inner,
-            backend: self.backend(),
-        })
+            .await
     }
 }
 

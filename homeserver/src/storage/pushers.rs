@@ -3,7 +3,7 @@
 //! as the JSON the client-server API shows, so fields the API adds later
 //! round-trip without a migration.
 
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr};
 
 use super::Db;
 use crate::time::now_ms;
@@ -20,7 +20,7 @@ pub struct StoredPusher {
 /// `append`, the same app ID and pushkey is removed from other users first
 /// (the device now belongs to this user), in the same transaction.
 pub async fn set(db: &Db, user_id: &str, pusher: &StoredPusher, append: bool) -> Result<(), DbErr> {
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_immediate().await?;
     if !append {
         txn.execute_raw(db.stmt(
             "DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3",

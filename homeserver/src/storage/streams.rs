@@ -67,7 +67,6 @@ pub async fn current_position(db: &Db, stream: Stream) -> Result<i64, DbErr> {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::TransactionTrait;
 
     use super::*;
 
@@ -88,7 +87,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let mut taken = Vec::new();
                 for _ in 0..EACH {
-                    let txn = db.conn().begin().await.expect("begin");
+                    let txn = db.begin_immediate().await.expect("begin");
                     let p = next_position(&db, &txn, Stream::AccountData)
                         .await
                         .expect("next position");
@@ -112,7 +111,7 @@ mod tests {
         );
 
         // A rolled-back transaction does not advance the stream.
-        let txn = db.conn().begin().await.expect("begin");
+        let txn = db.begin_immediate().await.expect("begin");
         next_position(&db, &txn, Stream::AccountData)
             .await
             .expect("next position");
