@@ -5,6 +5,7 @@
 use sea_orm::DbErr;
 
 use crate::storage::Db;
+use crate::storage::Sql as _;
 
 #[derive(Debug, Clone, Default)]
 pub struct Profile {

@@ -11,6 +11,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 
 use super::Db;
 use super::streams::{self, Stream};
+use crate::storage::Sql as _;
 
 /// The `room_id` of global account data.
 const GLOBAL: &str = "";

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::Db;
 use crate::api::auth::Authed;
+use crate::storage::Sql as _;
 use crate::time::now_ms;
 
 /// SHA-256 of a token, hex-encoded: tokens are stored only as hashes.

@@ -29,6 +29,7 @@
 use sea_orm::DbErr;
 
 use super::{Db, IN_CHUNK, Tx, in_list};
+use crate::storage::Sql as _;
 
 /// An event as stored.
 #[derive(Debug, Clone)]

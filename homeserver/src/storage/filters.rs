@@ -6,6 +6,7 @@
 use sea_orm::{DbErr, SqlErr};
 
 use super::Db;
+use crate::storage::Sql as _;
 
 /// How often a create is retried when a concurrent create took the same ID.
 const ATTEMPTS: usize = 3;

@@ -79,41 +79,6 @@ impl Db {
             _ => (0, 0),
         }
     }
-
-    /// A statement from SQL written with PostgreSQL's `$1, $2, ...`
-    /// placeholders, rewritten to SQLite's numbered `?1, ?2, ...` when
-    /// needed, so hand-written queries serve both backends.
-    pub fn stmt(&self, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-        Statement::from_sql_and_values(self.backend(), placeholders(self.backend(), sql), values)
-    }
-
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        values: impl IntoIterator<Item = Value>,
-    ) -> Result<Option<QueryResult>, DbErr> {
-        self.conn.query_one_raw(self.stmt(sql, values)).await
-    }
-
-    pub async fn query_all(
-        &self,
-        sql: &str,
-        values: impl IntoIterator<Item = Value>,
-    ) -> Result<Vec<QueryResult>, DbErr> {
-        self.conn.query_all_raw(self.stmt(sql, values)).await
-    }
-
-    pub async fn execute(
-        &self,
-        sql: &str,
-        values: impl IntoIterator<Item = Value>,
-    ) -> Result<u64, DbErr> {
-        Ok(self
-            .conn
-            .execute_raw(self.stmt(sql, values))
-            .await?
-            .rows_affected())
-    }
 }
 
 /// A write transaction running the same `$N` SQL as [`Db`]. Dropped without
@@ -151,42 +116,81 @@ impl Db {
 }
 
 impl Tx {
-    fn stmt(&self, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-        Statement::from_sql_and_values(self.backend, placeholders(self.backend, sql), values)
-    }
-
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        values: impl IntoIterator<Item = Value>,
-    ) -> Result<Option<QueryResult>, DbErr> {
-        self.inner.query_one_raw(self.stmt(sql, values)).await
-    }
-
-    pub async fn query_all(
-        &self,
-        sql: &str,
-        values: impl IntoIterator<Item = Value>,
-    ) -> Result<Vec<QueryResult>, DbErr> {
-        self.inner.query_all_raw(self.stmt(sql, values)).await
-    }
-
-    pub async fn execute(
-        &self,
-        sql: &str,
-        values: impl IntoIterator<Item = Value>,
-    ) -> Result<u64, DbErr> {
-        Ok(self
-            .inner
-            .execute_raw(self.stmt(sql, values))
-            .await?
-            .rows_affected())
-    }
-
     /// Commits durably: on SQLite (`synchronous = FULL`) and PostgreSQL
     /// (default `synchronous_commit`) the data is on disk when this returns.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.inner.commit().await
+    }
+}
+
+/// Runs SQL written with PostgreSQL's `$1, $2, ...` placeholders, rewritten
+/// to SQLite's numbered `?1, ?2, ...` when needed, so hand-written queries
+/// serve both backends; the same methods on the pool ([`Db`]) and inside a
+/// write transaction ([`Tx`]).
+pub trait Sql {
+    type Conn: ConnectionTrait + Sync;
+
+    fn sql_connection(&self) -> &Self::Conn;
+
+    fn sql_backend(&self) -> DbBackend;
+
+    fn stmt(&self, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+        let backend = self.sql_backend();
+        Statement::from_sql_and_values(backend, placeholders(backend, sql), values)
+    }
+
+    fn query_one(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = Value>,
+    ) -> impl Future<Output = Result<Option<QueryResult>, DbErr>> + Send {
+        let stmt = self.stmt(sql, values);
+        let conn = self.sql_connection();
+        async move { conn.query_one_raw(stmt).await }
+    }
+
+    fn query_all(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = Value>,
+    ) -> impl Future<Output = Result<Vec<QueryResult>, DbErr>> + Send {
+        let stmt = self.stmt(sql, values);
+        let conn = self.sql_connection();
+        async move { conn.query_all_raw(stmt).await }
+    }
+
+    fn execute(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = Value>,
+    ) -> impl Future<Output = Result<u64, DbErr>> + Send {
+        let stmt = self.stmt(sql, values);
+        let conn = self.sql_connection();
+        async move { Ok(conn.execute_raw(stmt).await?.rows_affected()) }
+    }
+}
+
+impl Sql for Db {
+    type Conn = DatabaseConnection;
+
+    fn sql_connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    fn sql_backend(&self) -> DbBackend {
+        self.backend()
+    }
+}
+
+impl Sql for Tx {
+    type Conn = DatabaseTransaction;
+
+    fn sql_connection(&self) -> &DatabaseTransaction {
+        &self.inner
+    }
+
+    fn sql_backend(&self) -> DbBackend {
+        self.backend
     }
 }
 

@@ -6,6 +6,7 @@
 use sea_orm::{ConnectionTrait, DbErr};
 
 use super::Db;
+use crate::storage::Sql as _;
 use crate::time::now_ms;
 
 /// A stored pusher's key and its JSON.

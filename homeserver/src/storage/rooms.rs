@@ -9,6 +9,7 @@
 use sea_orm::DbErr;
 
 use super::{Db, Tx};
+use crate::storage::Sql as _;
 
 #[derive(Debug, Clone)]
 pub struct RoomRow {

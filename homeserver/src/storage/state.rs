@@ -36,6 +36,7 @@ use std::collections::HashMap;
 use sea_orm::DbErr;
 
 use super::{Db, IN_CHUNK, Tx, in_list};
+use crate::storage::Sql as _;
 
 /// Longest chain of deltas before a snapshot is written in full.
 pub const MAX_CHAIN_DEPTH: i32 = 32;

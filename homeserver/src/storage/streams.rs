@@ -13,6 +13,7 @@
 use sea_orm::{ConnectionTrait, DbErr};
 
 use super::Db;
+use crate::storage::Sql as _;
 
 /// A stream of changes with its own positions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use sea_orm::DbErr;
 
 use super::{Db, IN_CHUNK, Tx, in_list};
+use crate::storage::Sql as _;
 
 /// The event a device already sent with this transaction ID.
 pub async fn get(
