@@ -11,9 +11,11 @@ use crate::api::client::account::uiaa::UiaaSession;
 use crate::config::Config;
 use crate::expiring::ExpiringMap;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::ratelimit::RateLimiter;
 use crate::rooms::RoomService;
 use crate::storage::Db;
+use crate::typing::Typing;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -25,6 +27,8 @@ struct Inner {
     keys: Vec<KeyPair>,
     metrics: Metrics,
     rooms: RoomService,
+    notifier: Notifier,
+    typing: Typing,
     rate_limiter: RateLimiter,
     /// Short-lived authentication state, kept in memory: losing it on a
     /// restart only makes a client restart a UIA flow or ask for a new
@@ -62,6 +66,7 @@ impl AppState {
             MAX_EPHEMERAL_ENTRIES,
         );
         let rate_limiter = RateLimiter::new(&config.rate_limits);
+        let notifier = Notifier::new();
         Self(Arc::new(Inner {
             rate_limiter,
             uiaa_sessions,
@@ -72,7 +77,9 @@ impl AppState {
             db,
             keys,
             metrics,
-            rooms: RoomService::new(),
+            rooms: RoomService::new(notifier.clone()),
+            typing: Typing::new(notifier.clone()),
+            notifier,
         }))
     }
 
@@ -102,9 +109,20 @@ impl AppState {
         &self.0.metrics
     }
 
-    /// Room write locks, the timeline stream and its notifier.
+    /// Room write locks and the timeline stream.
     pub fn rooms(&self) -> &RoomService {
         &self.0.rooms
+    }
+
+    /// Wakes long-polling `/sync` requests: every writer of something sync
+    /// shows calls it after its change commits.
+    pub fn notifier(&self) -> &Notifier {
+        &self.0.notifier
+    }
+
+    /// Who is typing in which room (in memory).
+    pub fn typing(&self) -> &Typing {
+        &self.0.typing
     }
 
     /// The rate limiter: `state.rate_limiter().check(Limit::Message, user)?`.

@@ -7,9 +7,9 @@
 //! stored with everything it changes in one database transaction. A
 //! successful return means the event is durable.
 //!
-//! After each commit a [`TimelineUpdate`] is broadcast: the hook where sync
-//! (long-polling `/sync`) will be woken, keyed by room and, for member
-//! events, by the user whose membership changed.
+//! After each commit the [`Notifier`] wakes long-polling `/sync` requests
+//! of the room's members and, for member events, of the user whose
+//! membership changed (an invitee is not in the room yet).
 
 pub mod create;
 pub mod format;
@@ -22,44 +22,28 @@ pub mod visibility;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
-use tokio::sync::{OnceCell, broadcast};
+use ruma::{OwnedRoomId, RoomId, UserId};
+use tokio::sync::OnceCell;
 
+use crate::notify::Notifier;
 use crate::storage::Db;
 use stream::StreamPositions;
 
 pub use pipeline::{EventSpec, RoomGuard, TxnKey};
 
-/// What sync needs to know about a newly persisted event to wake waiters.
-#[derive(Debug, Clone)]
-pub struct TimelineUpdate {
-    pub room_id: OwnedRoomId,
-    pub event_id: OwnedEventId,
-    pub stream_ordering: i64,
-    /// For member events: whose membership changed.
-    pub membership_of: Option<OwnedUserId>,
-}
-
 /// Per-room write locks, the timeline stream and the notifier.
 pub struct RoomService {
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     streams: OnceCell<StreamPositions>,
-    updates: broadcast::Sender<TimelineUpdate>,
-}
-
-impl Default for RoomService {
-    fn default() -> Self {
-        Self::new()
-    }
+    notifier: Notifier,
 }
 
 impl RoomService {
-    pub fn new() -> Self {
-        let (updates, _) = broadcast::channel(1024);
+    pub fn new(notifier: Notifier) -> Self {
         Self {
             locks: Mutex::new(HashMap::new()),
             streams: OnceCell::new(),
-            updates,
+            notifier,
         }
     }
 
@@ -101,13 +85,12 @@ impl RoomService {
             .await
     }
 
-    /// Subscribes to persisted events (for sync).
-    pub fn subscribe(&self) -> broadcast::Receiver<TimelineUpdate> {
-        self.updates.subscribe()
-    }
-
-    fn notify(&self, update: TimelineUpdate) {
-        // No subscriber is not an error: nobody is waiting.
-        let _ = self.updates.send(update);
+    /// Wakes sync requests waiting for a new event in `room_id` and, for
+    /// a member event, those of the member `membership_of`.
+    fn notify(&self, room_id: &RoomId, membership_of: Option<&UserId>) {
+        self.notifier.wake_room(room_id);
+        if let Some(user) = membership_of {
+            self.notifier.wake_user(user);
+        }
     }
 }

@@ -11,7 +11,7 @@ use myelin_proto::{Pdu, PduBuilder, RoomVersion};
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use tokio::sync::OwnedMutexGuard;
 
-use super::{RoomService, TimelineUpdate};
+use super::RoomService;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::storage::state::NewSnapshot;
@@ -358,15 +358,11 @@ impl<'a> RoomGuard<'a> {
         drop(reservation);
 
         state.metrics().events_persisted.inc();
-        self.service.notify(TimelineUpdate {
-            room_id: pdu.room_id().to_owned(),
-            event_id: pdu.event_id().to_owned(),
-            stream_ordering: stream,
-            membership_of: pdu
-                .membership()
-                .and(pdu.state_key())
-                .and_then(|k| OwnedUserId::try_from(k).ok()),
-        });
+        let membership_of = pdu
+            .membership()
+            .and(pdu.state_key())
+            .and_then(|k| OwnedUserId::try_from(k).ok());
+        self.service.notify(pdu.room_id(), membership_of.as_deref());
         Ok(stream)
     }
 }

@@ -20,12 +20,15 @@ use crate::storage::Sql as _;
 pub enum Stream {
     /// Global and per-room account data, including tags and push rules.
     AccountData,
+    /// Read receipts (`m.read`, `m.read.private`).
+    Receipts,
 }
 
 impl Stream {
     fn key(self) -> &'static str {
         match self {
             Stream::AccountData => "account_data",
+            Stream::Receipts => "receipts",
         }
     }
 }
