@@ -9,6 +9,7 @@ pub mod keys;
 pub mod metrics;
 pub mod notify;
 pub mod password;
+pub mod push;
 pub mod random;
 pub mod ratelimit;
 pub mod rooms;

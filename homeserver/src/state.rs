@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::expiring::ExpiringMap;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
+use crate::push::PushEvaluator;
 use crate::ratelimit::RateLimiter;
 use crate::rooms::RoomService;
 use crate::storage::Db;
@@ -29,6 +30,7 @@ struct Inner {
     rooms: RoomService,
     notifier: Notifier,
     typing: Typing,
+    push: PushEvaluator,
     rate_limiter: RateLimiter,
     /// Short-lived authentication state, kept in memory: losing it on a
     /// restart only makes a client restart a UIA flow or ask for a new
@@ -79,6 +81,7 @@ impl AppState {
             metrics,
             rooms: RoomService::new(notifier.clone()),
             typing: Typing::new(notifier.clone()),
+            push: PushEvaluator::new(),
             notifier,
         }))
     }
@@ -123,6 +126,11 @@ impl AppState {
     /// Who is typing in which room (in memory).
     pub fn typing(&self) -> &Typing {
         &self.0.typing
+    }
+
+    /// Push rule evaluation of new events (with its rules cache).
+    pub fn push(&self) -> &PushEvaluator {
+        &self.0.push
     }
 
     /// The rate limiter: `state.rate_limiter().check(Limit::Message, user)?`.

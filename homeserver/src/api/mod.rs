@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         client::discovery::versions,
     );
     r = client::rooms::routes(r);
+    r = client::receipts::routes(r);
     r = r.route(
         "/.well-known/matrix/client",
         get(client::discovery::well_known_client),

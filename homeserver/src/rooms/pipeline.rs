@@ -302,6 +302,11 @@ impl<'a> RoomGuard<'a> {
         let prev_events: Vec<String> = pdu.prev_events().iter().map(ToString::to_string).collect();
         let auth_events: Vec<String> = pdu.auth_events().iter().map(ToString::to_string).collect();
 
+        let push_actions = state
+            .push()
+            .actions_for(db, state.server_name(), pdu, &json)
+            .await?;
+
         let reservation = self.service.streams(db).await?.reserve();
         let stream = reservation.position;
         let tx = db.begin_write().await?;
@@ -336,6 +341,7 @@ impl<'a> RoomGuard<'a> {
         )
         .await?;
         events::insert_edges(&tx, event_nid, &prev_events, &auth_events).await?;
+        storage::push_actions::insert(&tx, room_id, stream, &push_actions).await?;
         if let (Some(sk), Some((key_nid, mut snap))) = (pdu.state_key(), snapshot) {
             snap.set(key_nid, Some(event_nid));
             let snapshot_nid = snap.write(&tx, room_id).await?;

@@ -1,14 +1,28 @@
-//! Owner of per-user push actions of room events: what the unread counts
-//! of sync are counted from.
+//! Owner of `event_push_actions`: per-user push actions of room events,
+//! what the unread counts of sync are counted from (Synapse's table of the
+//! same name).
 //!
-//! INTERFACE STUB: the receipts and notifications work fills this in; sync
-//! calls exactly this function.
+//! The event pipeline writes one row per local member whose push rules
+//! make an event notify or highlight, in the event's own transaction, so
+//! the counts of a sync never disagree with its timeline. A row is only
+//! useful while it is after the member's read receipt: moving the receipt
+//! forward deletes the rows it covers ([`prune_read`]), which keeps the
+//! table proportional to what is actually unread.
+//!
+//! The counts are of the whole room after the user's latest unthreaded or
+//! `main` read receipt (`m.read` or `m.read.private`, whichever is later);
+//! per-thread counts (`unread_thread_notifications`) are not kept. As in
+//! Synapse, a user's own messages are never counted and do not move their
+//! read position (Synapse has no implicit receipt: matrix-org/synapse#14837);
+//! clients send a receipt when they show the room.
 
 use std::collections::HashMap;
 
 use sea_orm::DbErr;
 
-use super::Db;
+use super::receipts::{MAIN_THREAD, READ, READ_PRIVATE, UNTHREADED};
+use super::{Db, IN_CHUNK, Tx, in_list};
+use crate::storage::Sql as _;
 
 /// A room's unread counts for one user: events after the user's read
 /// receipt whose push actions notify, and those that also highlight.
@@ -18,13 +32,244 @@ pub struct UnreadCounts {
     pub highlight_count: u64,
 }
 
+/// The push actions of one event for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushAction {
+    pub user_id: String,
+    pub notify: bool,
+    pub highlight: bool,
+}
+
+/// Rows per `INSERT` (5 values each, well under both backends' limits).
+const INSERT_CHUNK: usize = 200;
+
+/// Stores the push actions of the event at `stream_ordering`, inside the
+/// event's write transaction.
+pub async fn insert(
+    tx: &Tx,
+    room_id: &str,
+    stream_ordering: i64,
+    actions: &[PushAction],
+) -> Result<(), DbErr> {
+    for chunk in actions.chunks(INSERT_CHUNK) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 5);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (i, a) in chunk.iter().enumerate() {
+            rows.push(format!("({})", in_list(1 + 5 * i, 5)));
+            values.push(a.user_id.as_str().into());
+            values.push(room_id.into());
+            values.push(stream_ordering.into());
+            values.push(a.notify.into());
+            values.push(a.highlight.into());
+        }
+        let sql = format!(
+            "INSERT INTO event_push_actions \
+             (user_id, room_id, stream_ordering, notify, highlight) VALUES {} \
+             ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
+            rows.join(", ")
+        );
+        tx.execute(&sql, values).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the push actions of a user in a room up to and including
+/// `up_to` (a read receipt moved there: they can never count again).
+pub async fn prune_read(tx: &Tx, user_id: &str, room_id: &str, up_to: i64) -> Result<(), DbErr> {
+    tx.execute(
+        "DELETE FROM event_push_actions \
+         WHERE user_id = $1 AND room_id = $2 AND stream_ordering <= $3",
+        [user_id.into(), room_id.into(), up_to.into()],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The unread counts of `user_id` in each of `rooms` (rooms with nothing
 /// unread may be absent, meaning zero).
+///
+/// Counted after the latest unthreaded or `main` read receipt; without
+/// one, after the user's membership event (their join), as Synapse does.
 pub async fn unread_counts(
     db: &Db,
     user_id: &str,
     rooms: &[&str],
 ) -> Result<HashMap<String, UnreadCounts>, DbErr> {
-    let _ = (db, user_id, rooms);
-    Ok(HashMap::new())
+    let mut out = HashMap::new();
+    for chunk in rooms.chunks(IN_CHUNK) {
+        let mut values: Vec<sea_orm::Value> = vec![
+            user_id.into(),
+            READ.into(),
+            READ_PRIVATE.into(),
+            UNTHREADED.into(),
+            MAIN_THREAD.into(),
+        ];
+        values.extend(chunk.iter().map(|r| (*r).into()));
+        let sql = format!(
+            "SELECT p.room_id, \
+             SUM(CASE WHEN p.notify THEN 1 ELSE 0 END) AS notify_count, \
+             SUM(CASE WHEN p.highlight THEN 1 ELSE 0 END) AS highlight_count \
+             FROM event_push_actions p \
+             WHERE p.user_id = $1 AND p.room_id IN ({}) \
+             AND p.stream_ordering > COALESCE( \
+               (SELECT MAX(r.event_stream_ordering) FROM receipts r \
+                WHERE r.room_id = p.room_id AND r.user_id = p.user_id \
+                AND r.receipt_type IN ($2, $3) AND r.thread_id IN ($4, $5)), \
+               (SELECT m.stream_ordering FROM room_memberships m \
+                WHERE m.room_id = p.room_id AND m.user_id = p.user_id), \
+               0) \
+             GROUP BY p.room_id",
+            in_list(6, chunk.len())
+        );
+        for row in db.query_all(&sql, values).await? {
+            let room_id: String = row.try_get("", "room_id")?;
+            let notify: i64 = row.try_get("", "notify_count")?;
+            let highlight: i64 = row.try_get("", "highlight_count")?;
+            let counts = UnreadCounts {
+                notification_count: u64::try_from(notify).unwrap_or(0),
+                highlight_count: u64::try_from(highlight).unwrap_or(0),
+            };
+            if counts != UnreadCounts::default() {
+                out.insert(room_id, counts);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What push rule evaluation needs to know about the joined members of a
+/// room: each member's ID and the JSON of their current member event (for
+/// their display name). Reads `room_memberships` and `events` (owned by
+/// their modules) in one query.
+pub async fn joined_members(db: &Db, room_id: &str) -> Result<Vec<(String, String)>, DbErr> {
+    db.query_all(
+        "SELECT m.user_id, e.json FROM room_memberships m \
+         JOIN events e ON e.event_id = m.event_id \
+         WHERE m.room_id = $1 AND m.membership = $2",
+        [room_id.into(), "join".into()],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("", "user_id")?, r.try_get("", "json")?)))
+    .collect()
+}
+
+/// The account data stream position of the stored `m.push_rules` of each
+/// of `users` that has them: what the parsed push rules cache is keyed
+/// by. Reads `account_data` (owned by its module) with one query.
+pub async fn push_rules_versions(
+    db: &Db,
+    users: &[&str],
+) -> Result<HashMap<String, i64>, DbErr> {
+    let mut out = HashMap::with_capacity(users.len());
+    for chunk in users.chunks(IN_CHUNK) {
+        let mut values: Vec<sea_orm::Value> =
+            vec!["".into(), super::push_rules::EVENT_TYPE.into()];
+        values.extend(chunk.iter().map(|u| (*u).into()));
+        let sql = format!(
+            "SELECT user_id, stream_position FROM account_data \
+             WHERE room_id = $1 AND type = $2 AND user_id IN ({})",
+            in_list(3, chunk.len())
+        );
+        for row in db.query_all(&sql, values).await? {
+            out.insert(
+                row.try_get("", "user_id")?,
+                row.try_get("", "stream_position")?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::receipts::{self, NewReceipt};
+    use crate::storage::test_db;
+
+    fn action(user_id: &str, highlight: bool) -> PushAction {
+        PushAction {
+            user_id: user_id.to_owned(),
+            notify: true,
+            highlight,
+        }
+    }
+
+    async fn counts(db: &Db, user_id: &str) -> UnreadCounts {
+        unread_counts(db, user_id, &["!r:x"])
+            .await
+            .expect("counts")
+            .get("!r:x")
+            .copied()
+            .unwrap_or_default()
+    }
+
+    async fn read(db: &Db, receipt_type: &str, thread_id: &str, at: i64) {
+        receipts::set(
+            db,
+            &NewReceipt {
+                room_id: "!r:x",
+                user_id: "@b:x",
+                receipt_type,
+                thread_id,
+                event_id: "$e",
+                event_stream_ordering: at,
+                ts: 0,
+            },
+        )
+        .await
+        .expect("receipt");
+    }
+
+    #[tokio::test]
+    async fn counts_start_after_the_latest_main_timeline_read_receipt() {
+        let db = test_db().await;
+        for (so, highlight) in [(10, false), (11, true), (12, false), (13, true)] {
+            let tx = db.begin_write().await.expect("tx");
+            insert(&tx, "!r:x", so, &[action("@b:x", highlight)])
+                .await
+                .expect("insert");
+            tx.commit().await.expect("commit");
+        }
+        assert_eq!(
+            counts(&db, "@b:x").await,
+            UnreadCounts {
+                notification_count: 4,
+                highlight_count: 2
+            }
+        );
+        assert_eq!(counts(&db, "@a:x").await, UnreadCounts::default());
+        // A receipt in a thread does not clear the room's counts.
+        read(&db, READ, "$root", 13).await;
+        assert_eq!(counts(&db, "@b:x").await.notification_count, 4);
+        read(&db, READ_PRIVATE, UNTHREADED, 11).await;
+        assert_eq!(
+            counts(&db, "@b:x").await,
+            UnreadCounts {
+                notification_count: 2,
+                highlight_count: 1
+            }
+        );
+        // A public receipt behind the private one does not rewind.
+        read(&db, READ, MAIN_THREAD, 10).await;
+        assert_eq!(counts(&db, "@b:x").await.notification_count, 2);
+        read(&db, READ, MAIN_THREAD, 12).await;
+        assert_eq!(
+            counts(&db, "@b:x").await,
+            UnreadCounts {
+                notification_count: 1,
+                highlight_count: 1
+            }
+        );
+        // The rows a receipt covers are gone.
+        let left = db
+            .query_one(
+                "SELECT COUNT(*) AS n FROM event_push_actions WHERE user_id = $1",
+                ["@b:x".into()],
+            )
+            .await
+            .expect("count")
+            .map(|r| r.try_get::<i64>("", "n").expect("n"));
+        assert_eq!(left, Some(1));
+    }
 }

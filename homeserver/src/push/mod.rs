@@ -1,0 +1,182 @@
+//! Push rule evaluation for new room events: which local members an event
+//! notifies or highlights, stored as push actions in the event's own
+//! transaction (see [`crate::storage::push_actions`]), from which sync's
+//! unread counts are counted.
+//!
+//! As in Synapse, every local joined member other than the sender is
+//! evaluated against the room state before the event (so a joining user
+//! is not evaluated for their own join). Invitees are not evaluated:
+//! without push gateways, their only use would be counts in rooms they
+//! are not in. `m.ignored_user_list` is not applied yet.
+//!
+//! Sending is a hot path, so the work per event is three indexed queries
+//! (members with their member events, the push rules version of each,
+//! the create and power levels events) and one walk of each member's
+//! ruleset over an event flattened once. Parsed rulesets are cached by
+//! user and by the account data `stream_position` of their `m.push_rules`
+//! (every change to the rules moves it), validated by the one query for
+//! all members; a user without stored rules gets the server defaults.
+
+pub mod context;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use myelin_proto::Pdu;
+use myelin_proto::auth::PowerLevels;
+use ruma::push::{FlattenedJson, Ruleset};
+use ruma::serde::Raw;
+use ruma::{OwnedRoomId, OwnedUserId, ServerName};
+use sea_orm::DbErr;
+
+use crate::api::error::ApiError;
+use crate::rooms::pipeline::stored_pdu;
+use crate::storage::push_actions::{self, PushAction};
+use crate::storage::{self, Db, push_rules};
+
+/// Most users whose parsed rulesets are cached; past it the cache starts
+/// over (a ruleset is rebuilt from one row, so a miss is cheap).
+const MAX_CACHED_RULESETS: usize = 50_000;
+
+/// The push rules cache and the evaluation of new events.
+#[derive(Default)]
+pub struct PushEvaluator {
+    rulesets: Mutex<HashMap<OwnedUserId, (Option<i64>, Arc<Ruleset>)>>,
+}
+
+impl PushEvaluator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The push actions of `pdu` (whose canonical JSON is `json`) for each
+    /// local joined member but its sender that it notifies or highlights.
+    /// Reads only: call it before the event's write transaction.
+    pub async fn actions_for(
+        &self,
+        db: &Db,
+        server_name: &ServerName,
+        pdu: &Pdu,
+        json: &str,
+    ) -> Result<Vec<PushAction>, ApiError> {
+        let room_id = pdu.room_id();
+        let members = push_actions::joined_members(db, room_id.as_str()).await?;
+        let member_count = members.len();
+        let recipients: Vec<(OwnedUserId, Option<String>)> = members
+            .into_iter()
+            .filter_map(|(user_id, member_json)| {
+                let user_id = OwnedUserId::try_from(user_id).ok()?;
+                (user_id.server_name() == server_name && user_id.as_str() != pdu.sender().as_str())
+                    .then(|| (user_id, context::display_name(&member_json)))
+            })
+            .collect();
+        if recipients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users: Vec<&OwnedUserId> = recipients.iter().map(|(u, _)| u).collect();
+        let rulesets = self.rulesets(db, &users).await?;
+
+        // The sender's power to notify the room, from the state before the
+        // event.
+        let version = pdu.room_version();
+        let keys = [
+            ("m.room.create".to_owned(), String::new()),
+            ("m.room.power_levels".to_owned(), String::new()),
+        ];
+        let mut create = None;
+        let mut levels = None;
+        for (event_type, _, state_json) in
+            storage::state::current_events_for(db, room_id.as_str(), &keys).await?
+        {
+            let parsed = stored_pdu(version, &state_json)?;
+            if event_type == "m.room.create" {
+                create = Some(parsed);
+            } else {
+                levels = Some(parsed);
+            }
+        }
+        let power = PowerLevels::new(version.rules(), create.as_ref(), levels.as_ref());
+        let power_ctx = context::power_levels(
+            pdu.sender(),
+            power.user_level(pdu.sender()),
+            power.notification_level("room"),
+        );
+
+        let raw: Raw<serde_json::Value> = Raw::from_json_string(json.to_owned())
+            .map_err(|e| ApiError::internal("event JSON unreadable", e))?;
+        let event = FlattenedJson::from_raw(&raw);
+        let room_id: OwnedRoomId = room_id.to_owned();
+        let mut actions = Vec::new();
+        for ((user_id, display_name), ruleset) in recipients.into_iter().zip(rulesets) {
+            let ctx = context::room_ctx(
+                room_id.clone(),
+                member_count,
+                user_id.clone(),
+                display_name,
+                power_ctx.clone(),
+            );
+            let outcome = context::evaluate(&ruleset, &event, &ctx).await;
+            if outcome.counts() {
+                actions.push(PushAction {
+                    user_id: user_id.to_string(),
+                    notify: outcome.notify,
+                    highlight: outcome.highlight,
+                });
+            }
+        }
+        Ok(actions)
+    }
+
+    /// The rulesets of `users`, in order: cached ones whose version is
+    /// current, the others parsed (and cached) again.
+    async fn rulesets(
+        &self,
+        db: &Db,
+        users: &[&OwnedUserId],
+    ) -> Result<Vec<Arc<Ruleset>>, DbErr> {
+        let ids: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+        let versions = push_actions::push_rules_versions(db, &ids).await?;
+        let mut out = Vec::with_capacity(users.len());
+        for user in users {
+            let version = versions.get(user.as_str()).copied();
+            let cached = {
+                let cache = self.rulesets.lock().unwrap_or_else(PoisonError::into_inner);
+                cache
+                    .get(*user)
+                    .filter(|(v, _)| *v == version)
+                    .map(|(_, rules)| rules.clone())
+            };
+            let rules = match cached {
+                Some(rules) => rules,
+                None => {
+                    let rules = Arc::new(match version {
+                        // Merges in the server defaults, like every reader.
+                        // Unreadable rules must not stop the room's events:
+                        // that user gets the defaults until they fix them.
+                        Some(_) => push_rules::get(db, user).await.unwrap_or_else(|e| {
+                            tracing::warn!(user = %user, error = %e, "push rules unreadable");
+                            Ruleset::server_default(user)
+                        }),
+                        None => Ruleset::server_default(user),
+                    });
+                    let mut cache = self.rulesets.lock().unwrap_or_else(PoisonError::into_inner);
+                    if cache.len() >= MAX_CACHED_RULESETS {
+                        cache.clear();
+                    }
+                    cache.insert((*user).clone(), (version, rules.clone()));
+                    rules
+                }
+            };
+            out.push(rules);
+        }
+        Ok(out)
+    }
+
+    /// Users whose rulesets are cached (for tests).
+    pub fn cached_rulesets(&self) -> usize {
+        self.rulesets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
