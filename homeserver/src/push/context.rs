@@ -60,13 +60,14 @@ pub fn room_ctx(
     display_name: Option<String>,
     power_levels: PushConditionPowerLevelsCtx,
 ) -> PushConditionRoomCtx {
+    // Without a display name the user ID stands in: an empty name would
+    // make `contains_display_name` match an empty body.
+    let display_name = display_name.unwrap_or_else(|| user_id.to_string());
     PushConditionRoomCtx::new(
         room_id,
         UInt::try_from(member_count).unwrap_or(UInt::MAX),
         user_id,
-        // Without a display name, `contains_display_name` cannot match
-        // (ruma compares words, and no body word is empty).
-        display_name.unwrap_or_default(),
+        display_name,
     )
     .with_power_levels(power_levels)
 }
@@ -154,8 +155,9 @@ mod tests {
     async fn default_rules_in_a_group_room() {
         let plain = message(json!({"msgtype": "m.text", "body": "hello"}));
         assert_eq!(outcome(&plain, 5, 0).await, NOTIFY);
+        // The spec's defaults dropped legacy display name mentions (v1.17).
         let by_name = message(json!({"msgtype": "m.text", "body": "hi Bobby!"}));
-        assert_eq!(outcome(&by_name, 5, 0).await, HIGHLIGHT);
+        assert_eq!(outcome(&by_name, 5, 0).await, NOTIFY);
         let mentioned = message(json!({
             "msgtype": "m.text", "body": "hi",
             "m.mentions": {"user_ids": ["@bob:x"]},
@@ -163,6 +165,42 @@ mod tests {
         assert_eq!(outcome(&mentioned, 5, 0).await, HIGHLIGHT);
         let notice = message(json!({"msgtype": "m.notice", "body": "bot says"}));
         assert_eq!(outcome(&notice, 5, 0).await, Outcome::default());
+    }
+
+    #[tokio::test]
+    async fn a_users_own_rule_can_match_their_display_name() {
+        let rules: Ruleset = serde_json::from_value(json!({
+            "override": [{
+                "rule_id": "name", "default": false, "enabled": true,
+                "conditions": [{"kind": "contains_display_name"}],
+                "actions": ["notify", {"set_tweak": "highlight"}],
+            }],
+        }))
+        .expect("ruleset");
+        let ctx = |name: Option<&str>| {
+            room_ctx(
+                owned_room_id!("!r:x"),
+                5,
+                owned_user_id!("@bob:x"),
+                name.map(str::to_owned),
+                power_levels(user_id!("@alice:x"), 0.into(), 50),
+            )
+        };
+        let by_name = message(json!({"msgtype": "m.text", "body": "hi Bobby!"}));
+        assert_eq!(evaluate(&rules, &by_name, &ctx(Some("Bobby"))).await, HIGHLIGHT);
+        assert_eq!(evaluate(&rules, &by_name, &ctx(Some("Rob"))).await, Outcome::default());
+        // Without a display name the user ID stands in; an empty body
+        // matches nothing.
+        let empty = message(json!({"msgtype": "m.text", "body": ""}));
+        assert_eq!(evaluate(&rules, &empty, &ctx(None)).await, Outcome::default());
+        let by_id = message(json!({"msgtype": "m.text", "body": "hi @bob:x"}));
+        assert_eq!(evaluate(&rules, &by_id, &ctx(None)).await, HIGHLIGHT);
+    }
+
+    #[tokio::test]
+    async fn one_to_one_rooms_notify() {
+        let plain = message(json!({"msgtype": "m.text", "body": "hello"}));
+        assert_eq!(outcome(&plain, 2, 0).await, NOTIFY);
     }
 
     #[tokio::test]
