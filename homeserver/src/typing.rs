@@ -212,11 +212,7 @@ fn forget_idle_rooms(state: &mut State) {
         .rooms
         .retain(|_, r| !(r.users.is_empty() && r.changed_at <= cut));
     state.forgotten_up_to = state.forgotten_up_to.max(cut);
-    state.idle = state
-        .rooms
-        .values()
-        .filter(|r| r.users.is_empty())
-        .count();
+    state.idle = state.rooms.values().filter(|r| r.users.is_empty()).count();
 }
 
 /// The expiry task: sleeps until the earliest typing timeout, removes what

@@ -59,10 +59,20 @@ fn receipts_of(content: &Value, user: &str) -> Vec<(String, String, Option<Strin
     out
 }
 
-async fn receipt(client: &Client, room: &str, receipt_type: &str, event: &str, body: Value) -> (reqwest::StatusCode, Value) {
+async fn receipt(
+    client: &Client,
+    room: &str,
+    receipt_type: &str,
+    event: &str,
+    body: Value,
+) -> (reqwest::StatusCode, Value) {
     client
         .post(
-            &format!("{V3}/rooms/{}/receipt/{receipt_type}/{}", enc(room), enc(event)),
+            &format!(
+                "{V3}/rooms/{}/receipt/{receipt_type}/{}",
+                enc(room),
+                enc(event)
+            ),
             &body,
         )
         .await
@@ -79,7 +89,10 @@ async fn receipts_story(backend: Backend) {
     let db = Db::connect(&server.db_url, 2).await.expect("database");
 
     let (status, resp) = alice
-        .post(&format!("{V3}/createRoom"), &json!({"preset": "public_chat"}))
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({"preset": "public_chat"}),
+        )
         .await;
     assert_eq!(status, 200, "{resp}");
     let room = resp["room_id"].as_str().expect("room_id").to_owned();
@@ -94,8 +107,13 @@ async fn receipts_story(backend: Backend) {
     let (status, resp) = receipt(&bob, &room, "m.read", &e2, json!({})).await;
     assert_eq!((status.as_u16(), resp), (200, json!({})));
     let m_read = |e: &str| (e.to_owned(), "m.read".to_owned(), None);
-    assert_eq!(receipts_of(&seen_by(&db, &alice_id, &room, 0).await, &bob_id), vec![m_read(&e2)]);
-    let after_e2 = streams::current_position(&db, Stream::Receipts).await.expect("position");
+    assert_eq!(
+        receipts_of(&seen_by(&db, &alice_id, &room, 0).await, &bob_id),
+        vec![m_read(&e2)]
+    );
+    let after_e2 = streams::current_position(&db, Stream::Receipts)
+        .await
+        .expect("position");
 
     // Backwards, or the same event again: accepted, nothing changes.
     let (status, _) = receipt(&bob, &room, "m.read", &e1, json!({})).await;
@@ -103,7 +121,10 @@ async fn receipts_story(backend: Backend) {
     let (status, _) = receipt(&bob, &room, "m.read", &e2, json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(seen_by(&db, &alice_id, &room, after_e2).await, Value::Null);
-    assert_eq!(receipts_of(&seen_by(&db, &alice_id, &room, 0).await, &bob_id), vec![m_read(&e2)]);
+    assert_eq!(
+        receipts_of(&seen_by(&db, &alice_id, &room, 0).await, &bob_id),
+        vec![m_read(&e2)]
+    );
 
     // A private receipt: only Bob sees it, and only Bob's syncs are woken.
     let (status, _) = receipt(&bob, &room, "m.read.private", &e3, json!({})).await;
@@ -122,20 +143,34 @@ async fn receipts_story(backend: Backend) {
         m_read(&e2),
     ];
     expected.sort();
-    assert_eq!(receipts_of(&seen_by(&db, &alice_id, &room, 0).await, &bob_id), expected);
+    assert_eq!(
+        receipts_of(&seen_by(&db, &alice_id, &room, 0).await, &bob_id),
+        expected
+    );
     let (status, _) = receipt(&bob, &room, "m.read", &e3, json!({"thread_id": e1})).await;
     assert_eq!(status, 200);
-    assert!(receipts_of(&seen_by(&db, &alice_id, &room, 0).await, &bob_id)
-        .contains(&(e3.clone(), "m.read".to_owned(), Some(e1.clone()))));
+    assert!(
+        receipts_of(&seen_by(&db, &alice_id, &room, 0).await, &bob_id).contains(&(
+            e3.clone(),
+            "m.read".to_owned(),
+            Some(e1.clone())
+        ))
+    );
 
     // The fully read marker goes to room account data, forward only.
-    let fully_read_path = format!("{V3}/user/{}/rooms/{r}/account_data/m.fully_read", enc(&bob_id));
+    let fully_read_path = format!(
+        "{V3}/user/{}/rooms/{r}/account_data/m.fully_read",
+        enc(&bob_id)
+    );
     let (status, _) = receipt(&bob, &room, "m.fully_read", &e2, json!({})).await;
     assert_eq!(status, 200);
     let (status, resp) = bob.get(&fully_read_path).await;
     assert_eq!((status.as_u16(), resp), (200, json!({"event_id": e2})));
     let (status, _) = bob
-        .post(&format!("{V3}/rooms/{r}/read_markers"), &json!({"m.fully_read": e1}))
+        .post(
+            &format!("{V3}/rooms/{r}/read_markers"),
+            &json!({"m.fully_read": e1}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(bob.get(&fully_read_path).await.1, json!({"event_id": e2}));
@@ -155,12 +190,22 @@ async fn receipts_story(backend: Backend) {
     assert_eq!(bob.get(&fully_read_path).await.1, json!({"event_id": e4}));
     let bobs = receipts_of(&seen_by(&db, &bob_id, &room, 0).await, &bob_id);
     assert!(bobs.contains(&m_read(&e4)), "{bobs:?}");
-    assert!(bobs.contains(&(e4.clone(), "m.read.private".to_owned(), None)), "{bobs:?}");
+    assert!(
+        bobs.contains(&(e4.clone(), "m.read.private".to_owned(), None)),
+        "{bobs:?}"
+    );
     let alices_view = receipts_of(&seen_by(&db, &alice_id, &room, 0).await, &bob_id);
-    assert!(alices_view.iter().all(|(_, t, _)| t != "m.read.private"), "{alices_view:?}");
+    assert!(
+        alices_view.iter().all(|(_, t, _)| t != "m.read.private"),
+        "{alices_view:?}"
+    );
 
     // Errors.
-    assert_error(&receipt(&bob, &room, "m.unknown", &e4, json!({})).await, 400, "M_INVALID_PARAM");
+    assert_error(
+        &receipt(&bob, &room, "m.unknown", &e4, json!({})).await,
+        400,
+        "M_INVALID_PARAM",
+    );
     assert_error(
         &receipt(&bob, &room, "m.read", &e4, json!({"thread_id": ""})).await,
         400,
@@ -172,7 +217,14 @@ async fn receipts_story(backend: Backend) {
         "M_INVALID_PARAM",
     );
     assert_error(
-        &receipt(&bob, &room, "m.fully_read", &e4, json!({"thread_id": "main"})).await,
+        &receipt(
+            &bob,
+            &room,
+            "m.fully_read",
+            &e4,
+            json!({"thread_id": "main"}),
+        )
+        .await,
         400,
         "M_INVALID_PARAM",
     );
@@ -191,10 +243,17 @@ async fn receipts_story(backend: Backend) {
         "M_NOT_FOUND",
     );
     // Carol is not in the room; an event of another room is not found.
-    assert_error(&receipt(&carol, &room, "m.read", &e4, json!({})).await, 403, "M_FORBIDDEN");
+    assert_error(
+        &receipt(&carol, &room, "m.read", &e4, json!({})).await,
+        403,
+        "M_FORBIDDEN",
+    );
     assert_error(
         &carol
-            .post(&format!("{V3}/rooms/{r}/read_markers"), &json!({"m.read": e4}))
+            .post(
+                &format!("{V3}/rooms/{r}/read_markers"),
+                &json!({"m.read": e4}),
+            )
             .await,
         403,
         "M_FORBIDDEN",
@@ -202,7 +261,11 @@ async fn receipts_story(backend: Backend) {
     let (status, resp) = carol.post(&format!("{V3}/createRoom"), &json!({})).await;
     assert_eq!(status, 200, "{resp}");
     let other = resp["room_id"].as_str().expect("room_id").to_owned();
-    assert_error(&receipt(&carol, &other, "m.read", &e4, json!({})).await, 404, "M_NOT_FOUND");
+    assert_error(
+        &receipt(&carol, &other, "m.read", &e4, json!({})).await,
+        404,
+        "M_NOT_FOUND",
+    );
 }
 
 backend_tests!(receipts_story);

@@ -18,7 +18,10 @@ async fn typing_story(backend: Backend) {
     let bob = server.client().with_token(&bob_token);
 
     let (status, resp) = alice
-        .post(&format!("{V3}/createRoom"), &json!({"preset": "public_chat"}))
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({"preset": "public_chat"}),
+        )
         .await;
     assert_eq!(status, 200, "{resp}");
     let room = resp["room_id"].as_str().expect("room_id").to_owned();
@@ -84,7 +87,11 @@ async fn typing_story(backend: Backend) {
     // An unknown room looks like a room you are not in.
     assert_error(
         &bob.put(
-            &format!("{V3}/rooms/{}/typing/{}", enc("!nope:test.localhost"), enc(&bob_id)),
+            &format!(
+                "{V3}/rooms/{}/typing/{}",
+                enc("!nope:test.localhost"),
+                enc(&bob_id)
+            ),
             &json!({"typing": true, "timeout": 1000}),
         )
         .await,

@@ -45,7 +45,11 @@ async fn counts(db: &Db, user: &str, room: &str) -> (u64, u64) {
 async fn read(client: &Client, room: &str, receipt_type: &str, event: &str) {
     let (status, resp) = client
         .post(
-            &format!("{V3}/rooms/{}/receipt/{receipt_type}/{}", enc(room), enc(event)),
+            &format!(
+                "{V3}/rooms/{}/receipt/{receipt_type}/{}",
+                enc(room),
+                enc(event)
+            ),
             &json!({}),
         )
         .await;
@@ -71,22 +75,36 @@ async fn unread_story(backend: Backend) {
     let (carol_id, carol_token) = create_user(&server, "carol").await;
     let carol = server.client().with_token(&carol_token);
     let (status, resp) = alice
-        .post(&format!("{V3}/createRoom"), &json!({"preset": "public_chat"}))
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({"preset": "public_chat"}),
+        )
         .await;
     assert_eq!(status, 200, "{resp}");
     let room = resp["room_id"].as_str().expect("room_id").to_owned();
     let r = enc(&room);
     for member in [&bob, &carol] {
-        let (status, resp) = member.post(&format!("{V3}/rooms/{r}/join"), &json!({})).await;
+        let (status, resp) = member
+            .post(&format!("{V3}/rooms/{r}/join"), &json!({}))
+            .await;
         assert_eq!(status, 200, "{resp}");
     }
-    assert_eq!(counts(&db, &bob_id, &room).await, (0, 0), "joins do not count");
+    assert_eq!(
+        counts(&db, &bob_id, &room).await,
+        (0, 0),
+        "joins do not count"
+    );
 
     let _m1 = send(&alice, &room, "t1", text("hello")).await;
-    let m2 = send(&alice, &room, "t2", json!({
-        "msgtype": "m.text", "body": "how are you, Bobby Tables?",
-        "m.mentions": {"user_ids": [bob_id]},
-    }))
+    let m2 = send(
+        &alice,
+        &room,
+        "t2",
+        json!({
+            "msgtype": "m.text", "body": "how are you, Bobby Tables?",
+            "m.mentions": {"user_ids": [bob_id]},
+        }),
+    )
     .await;
     let m3 = send(&alice, &room, "t3", text("anyone?")).await;
     assert_eq!(counts(&db, &bob_id, &room).await, (3, 1));
@@ -102,7 +120,13 @@ async fn unread_story(backend: Backend) {
 
     // A display name alone does not highlight; a notice does not count.
     send(&alice, &room, "t4", text("ping Bobby Tables")).await;
-    send(&alice, &room, "t5", json!({"msgtype": "m.notice", "body": "bot"})).await;
+    send(
+        &alice,
+        &room,
+        "t5",
+        json!({"msgtype": "m.notice", "body": "bot"}),
+    )
+    .await;
     assert_eq!(counts(&db, &bob_id, &room).await, (2, 0));
 
     // Bob's own message does not count for him, nor clear his counts (as
@@ -128,10 +152,15 @@ async fn unread_story(backend: Backend) {
     assert_eq!(status, 200);
     send(&alice, &room, "t6", text("quiet")).await;
     assert_eq!(counts(&db, &bob_id, &room).await, (0, 0));
-    send(&alice, &room, "t7", json!({
-        "msgtype": "m.text", "body": "Bobby Tables!",
-        "m.mentions": {"user_ids": [bob_id]},
-    }))
+    send(
+        &alice,
+        &room,
+        "t7",
+        json!({
+            "msgtype": "m.text", "body": "Bobby Tables!",
+            "m.mentions": {"user_ids": [bob_id]},
+        }),
+    )
     .await;
     assert_eq!(counts(&db, &bob_id, &room).await, (1, 1));
     // Carol's rules are her own.

@@ -94,7 +94,11 @@ pub fn display_name(member_event_json: &str) -> Option<String> {
 /// The outcome of the first rule of `ruleset` that matches `event` (the
 /// same walk as ruma's `Ruleset::get_actions`, on an event flattened once
 /// for all members).
-pub async fn evaluate(ruleset: &Ruleset, event: &FlattenedJson, ctx: &PushConditionRoomCtx) -> Outcome {
+pub async fn evaluate(
+    ruleset: &Ruleset,
+    event: &FlattenedJson,
+    ctx: &PushConditionRoomCtx,
+) -> Outcome {
     for rule in ruleset {
         if rule.applies(event, ctx).await {
             let actions = rule.actions();
@@ -187,12 +191,21 @@ mod tests {
             )
         };
         let by_name = message(json!({"msgtype": "m.text", "body": "hi Bobby!"}));
-        assert_eq!(evaluate(&rules, &by_name, &ctx(Some("Bobby"))).await, HIGHLIGHT);
-        assert_eq!(evaluate(&rules, &by_name, &ctx(Some("Rob"))).await, Outcome::default());
+        assert_eq!(
+            evaluate(&rules, &by_name, &ctx(Some("Bobby"))).await,
+            HIGHLIGHT
+        );
+        assert_eq!(
+            evaluate(&rules, &by_name, &ctx(Some("Rob"))).await,
+            Outcome::default()
+        );
         // Without a display name the user ID stands in; an empty body
         // matches nothing.
         let empty = message(json!({"msgtype": "m.text", "body": ""}));
-        assert_eq!(evaluate(&rules, &empty, &ctx(None)).await, Outcome::default());
+        assert_eq!(
+            evaluate(&rules, &empty, &ctx(None)).await,
+            Outcome::default()
+        );
         let by_id = message(json!({"msgtype": "m.text", "body": "hi @bob:x"}));
         assert_eq!(evaluate(&rules, &by_id, &ctx(None)).await, HIGHLIGHT);
     }
@@ -233,13 +246,15 @@ mod tests {
             "type": "m.room.member", "state_key": "@bob:x", "sender": "@alice:x",
             "room_id": "!r:x", "content": {"membership": "invite"},
         }));
-        assert_eq!(outcome(&invite, 5, 0).await.notify, true);
+        assert!(outcome(&invite, 5, 0).await.notify);
     }
 
     #[test]
     fn display_names_are_read_from_member_events() {
         assert_eq!(
-            display_name(r#"{"type":"m.room.member","content":{"displayname":"B","avatar_url":"mxc://x/y"}}"#),
+            display_name(
+                r#"{"type":"m.room.member","content":{"displayname":"B","avatar_url":"mxc://x/y"}}"#
+            ),
             Some("B".to_owned())
         );
         assert_eq!(display_name(r#"{"content":{"displayname":""}}"#), None);

@@ -38,10 +38,14 @@ use crate::storage::{self, Db, push_rules};
 /// over (a ruleset is rebuilt from one row, so a miss is cheap).
 const MAX_CACHED_RULESETS: usize = 50_000;
 
+/// A parsed ruleset with the `stream_position` of the `m.push_rules` it
+/// was parsed from (`None`: the user has none stored, the defaults apply).
+type CachedRuleset = (Option<i64>, Arc<Ruleset>);
+
 /// The push rules cache and the evaluation of new events.
 #[derive(Default)]
 pub struct PushEvaluator {
-    rulesets: Mutex<HashMap<OwnedUserId, (Option<i64>, Arc<Ruleset>)>>,
+    rulesets: Mutex<HashMap<OwnedUserId, CachedRuleset>>,
 }
 
 impl PushEvaluator {
@@ -129,11 +133,7 @@ impl PushEvaluator {
 
     /// The rulesets of `users`, in order: cached ones whose version is
     /// current, the others parsed (and cached) again.
-    async fn rulesets(
-        &self,
-        db: &Db,
-        users: &[&OwnedUserId],
-    ) -> Result<Vec<Arc<Ruleset>>, DbErr> {
+    async fn rulesets(&self, db: &Db, users: &[&OwnedUserId]) -> Result<Vec<Arc<Ruleset>>, DbErr> {
         let ids: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
         let versions = push_actions::push_rules_versions(db, &ids).await?;
         let mut out = Vec::with_capacity(users.len());

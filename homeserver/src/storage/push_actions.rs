@@ -157,14 +157,10 @@ pub async fn joined_members(db: &Db, room_id: &str) -> Result<Vec<(String, Strin
 /// The account data stream position of the stored `m.push_rules` of each
 /// of `users` that has them: what the parsed push rules cache is keyed
 /// by. Reads `account_data` (owned by its module) with one query.
-pub async fn push_rules_versions(
-    db: &Db,
-    users: &[&str],
-) -> Result<HashMap<String, i64>, DbErr> {
+pub async fn push_rules_versions(db: &Db, users: &[&str]) -> Result<HashMap<String, i64>, DbErr> {
     let mut out = HashMap::with_capacity(users.len());
     for chunk in users.chunks(IN_CHUNK) {
-        let mut values: Vec<sea_orm::Value> =
-            vec!["".into(), super::push_rules::EVENT_TYPE.into()];
+        let mut values: Vec<sea_orm::Value> = vec!["".into(), super::push_rules::EVENT_TYPE.into()];
         values.extend(chunk.iter().map(|u| (*u).into()));
         let sql = format!(
             "SELECT user_id, stream_position FROM account_data \

@@ -119,8 +119,12 @@ pub async fn for_sync(
     // Ordered by room so the answer does not depend on the query plan.
     let mut by_room: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for chunk in rooms.chunks(IN_CHUNK) {
-        let mut values: Vec<sea_orm::Value> =
-            vec![since.into(), until.into(), READ_PRIVATE.into(), viewer.into()];
+        let mut values: Vec<sea_orm::Value> = vec![
+            since.into(),
+            until.into(),
+            READ_PRIVATE.into(),
+            viewer.into(),
+        ];
         values.extend(chunk.iter().map(|r| (*r).into()));
         let sql = format!(
             "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts \

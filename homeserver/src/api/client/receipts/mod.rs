@@ -21,14 +21,17 @@ use crate::storage::{self, account_data, receipts};
 pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
     r = route::<c::typing::create_typing_event::v3::Request, _, _>(r, typing::set_typing);
     r = route::<c::receipt::create_receipt::v3::Request, _, _>(r, receipt::create_receipt);
-    r = route::<c::read_marker::set_read_marker::v3::Request, _, _>(r, read_markers::set_read_markers);
+    r = route::<c::read_marker::set_read_marker::v3::Request, _, _>(
+        r,
+        read_markers::set_read_markers,
+    );
     r
 }
 
 /// A 403 unless `user` is joined to `room` (unknown rooms look the same).
 async fn require_joined(state: &AppState, room: &RoomId, user: &UserId) -> Result<(), ApiError> {
-    let m = crate::rooms::membership::membership_of(state.db(), room.as_str(), user.as_str())
-        .await?;
+    let m =
+        crate::rooms::membership::membership_of(state.db(), room.as_str(), user.as_str()).await?;
     if m.as_deref() == Some("join") {
         Ok(())
     } else {

@@ -33,10 +33,7 @@ pub async fn set_read_markers(
     if let Some((event_id, position)) = fully_read {
         apply_fully_read(&state, &req.room_id, &auth.user_id, event_id, position).await?;
     }
-    for (receipt_type, marker) in [
-        (receipts::READ, read),
-        (receipts::READ_PRIVATE, private),
-    ] {
+    for (receipt_type, marker) in [(receipts::READ, read), (receipts::READ_PRIVATE, private)] {
         if let Some((event_id, event_position)) = marker {
             apply_receipt(
                 &state,

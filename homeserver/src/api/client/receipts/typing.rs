@@ -15,7 +15,9 @@ pub async fn set_typing(
     Ruma(req): Ruma<create_typing_event::Request>,
 ) -> Result<RumaResponse<create_typing_event::Response>, ApiError> {
     if req.user_id != auth.user_id {
-        return Err(ApiError::forbidden("Cannot set another user's typing state"));
+        return Err(ApiError::forbidden(
+            "Cannot set another user's typing state",
+        ));
     }
     require_joined(&state, &req.room_id, &auth.user_id).await?;
     match req.state {
