@@ -180,3 +180,68 @@ impl PushEvaluator {
             .len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::push::{PredefinedUnderrideRuleId, RuleKind};
+    use ruma::user_id;
+
+    use super::*;
+    use crate::storage::Sql as _;
+
+    /// Rulesets are parsed once per version of the user's `m.push_rules`:
+    /// reused while it is unchanged, parsed again after any change.
+    #[tokio::test]
+    async fn rulesets_are_cached_by_push_rules_version() {
+        let db = storage::test_db().await;
+        let alice = user_id!("@alice:x").to_owned();
+        let bob = user_id!("@bob:x").to_owned();
+        for user in [&alice, &bob] {
+            db.execute(
+                "INSERT INTO users (user_id, created_ts) VALUES ($1, 0)",
+                [user.as_str().into()],
+            )
+            .await
+            .expect("user");
+        }
+        // Bob has stored rules, Alice has none (the defaults apply).
+        push_rules::get(&db, &bob).await.expect("rules");
+        let evaluator = PushEvaluator::new();
+        let first = evaluator
+            .rulesets(&db, &[&alice, &bob])
+            .await
+            .expect("rules");
+        let again = evaluator
+            .rulesets(&db, &[&alice, &bob])
+            .await
+            .expect("rules");
+        assert_eq!(evaluator.cached_rulesets(), 2);
+        assert!(Arc::ptr_eq(&first[0], &again[0]));
+        assert!(Arc::ptr_eq(&first[1], &again[1]));
+
+        push_rules::update(&db, &bob, |rules| {
+            rules
+                .set_enabled(
+                    RuleKind::Underride,
+                    PredefinedUnderrideRuleId::Message.as_str(),
+                    false,
+                )
+                .map_err(|e| DbErr::Custom(e.to_string()))
+        })
+        .await
+        .expect("update");
+        let changed = evaluator
+            .rulesets(&db, &[&alice, &bob])
+            .await
+            .expect("rules");
+        assert!(Arc::ptr_eq(&first[0], &changed[0]));
+        assert!(!Arc::ptr_eq(&first[1], &changed[1]));
+        let message = changed[1]
+            .get(
+                RuleKind::Underride,
+                PredefinedUnderrideRuleId::Message.as_str(),
+            )
+            .expect("the message rule");
+        assert!(!message.enabled());
+    }
+}
