@@ -217,6 +217,11 @@ async fn receipts_story(backend: Backend) {
         "M_INVALID_PARAM",
     );
     assert_error(
+        &receipt(&bob, &room, "m.read", &e4, json!({"thread_id": 5})).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
         &receipt(
             &bob,
             &room,

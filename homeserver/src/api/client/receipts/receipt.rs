@@ -1,6 +1,7 @@
 //! `POST /rooms/{roomId}/receipt/{receiptType}/{eventId}`.
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
 use ruma::api::client::receipt::create_receipt::v3 as create_receipt;
 use ruma::events::receipt::ReceiptThread;
 
@@ -11,11 +12,32 @@ use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::state::AppState;
 use crate::storage::receipts;
 
+/// The spec's error for a `thread_id` that is not a string is
+/// `M_INVALID_PARAM` (as Synapse answers), where a body of the wrong shape
+/// would otherwise be `M_BAD_JSON`: checked on the raw body first.
+async fn parse(state: &AppState, request: Request) -> Result<create_receipt::Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, state.config().limits.max_request_bytes)
+        .await
+        .map_err(|_| ApiError::too_large("Request body is too large"))?;
+    if let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(&bytes)
+        && body.get("thread_id").is_some_and(|t| !t.is_string())
+    {
+        return Err(ApiError::invalid_param(
+            "thread_id field must be a non-empty string",
+        ));
+    }
+    let Ruma(req) =
+        Ruma::from_request(Request::from_parts(parts, Body::from(bytes)), state).await?;
+    Ok(req)
+}
+
 pub async fn create_receipt(
     State(state): State<AppState>,
     auth: Authed,
-    Ruma(req): Ruma<create_receipt::Request>,
+    request: Request,
 ) -> Result<RumaResponse<create_receipt::Response>, ApiError> {
+    let req = parse(&state, request).await?;
     let receipt_type = match req.receipt_type {
         create_receipt::ReceiptType::Read => Some(receipts::READ),
         create_receipt::ReceiptType::ReadPrivate => Some(receipts::READ_PRIVATE),
