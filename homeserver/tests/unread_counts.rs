@@ -11,8 +11,8 @@
 mod common;
 
 use common::{Backend, Client, TestServer, create_user, enc};
-use myelin_homeserver::storage::Db;
 use myelin_homeserver::storage::push_actions::{UnreadCounts, unread_counts};
+use myelin_homeserver::storage::{Db, Sql as _};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -165,6 +165,28 @@ async fn unread_story(backend: Backend) {
     assert_eq!(counts(&db, &bob_id, &room).await, (1, 1));
     // Carol's rules are her own.
     assert_eq!(counts(&db, &carol_id, &room).await.0, 7);
+
+    // Leaving forgets Carol's unread events; rejoining counts from the join.
+    let (status, _) = carol
+        .post(&format!("{V3}/rooms/{r}/leave"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let rows = db
+        .query_one(
+            "SELECT COUNT(*) AS n FROM event_push_actions WHERE user_id = $1",
+            [carol_id.as_str().into()],
+        )
+        .await
+        .expect("count")
+        .map(|row| row.try_get::<i64>("", "n").expect("n"));
+    assert_eq!(rows, Some(0));
+    let (status, _) = carol
+        .post(&format!("{V3}/rooms/{r}/join"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(counts(&db, &carol_id, &room).await, (0, 0));
+    send(&alice, &room, "t8", text("welcome back")).await;
+    assert_eq!(counts(&db, &carol_id, &room).await, (1, 0));
 
     // Rooms with nothing unread are absent from the answer.
     let all = unread_counts(&db, &bob_id, &[room.as_str(), "!other:test.localhost"])

@@ -342,6 +342,7 @@ impl<'a> RoomGuard<'a> {
         .await?;
         events::insert_edges(&tx, event_nid, &prev_events, &auth_events).await?;
         storage::push_actions::insert(&tx, room_id, stream, &push_actions).await?;
+        storage::push_actions::on_membership(&tx, room_id, pdu).await?;
         if let (Some(sk), Some((key_nid, mut snap))) = (pdu.state_key(), snapshot) {
             snap.set(key_nid, Some(event_nid));
             let snapshot_nid = snap.write(&tx, room_id).await?;

@@ -73,6 +73,24 @@ pub async fn insert(
     Ok(())
 }
 
+/// Forgets the push actions of a member who leaves (or is kicked or
+/// banned from) a room, in the member event's transaction: sync shows no
+/// unread counts for rooms one is not in, and a rejoin counts from the
+/// join.
+pub async fn on_membership(tx: &Tx, room_id: &str, pdu: &myelin_proto::Pdu) -> Result<(), DbErr> {
+    let (Some(membership), Some(user_id)) = (pdu.membership(), pdu.state_key()) else {
+        return Ok(());
+    };
+    if matches!(membership, "leave" | "ban") {
+        tx.execute(
+            "DELETE FROM event_push_actions WHERE user_id = $1 AND room_id = $2",
+            [user_id.into(), room_id.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Deletes the push actions of a user in a room up to and including
 /// `up_to` (a read receipt moved there: they can never count again).
 pub async fn prune_read(tx: &Tx, user_id: &str, room_id: &str, up_to: i64) -> Result<(), DbErr> {
