@@ -56,7 +56,10 @@ async fn aliases_story(backend: Backend) {
     );
     // The canonical alias comes right after the power levels (spec order).
     let (_, state) = alice
-        .get(&format!("{V3}/rooms/{}/messages?dir=f&limit=20", enc(&room)))
+        .get(&format!(
+            "{V3}/rooms/{}/messages?dir=f&limit=20",
+            enc(&room)
+        ))
         .await;
     let types: Vec<&str> = state["chunk"]
         .as_array()
@@ -73,7 +76,10 @@ async fn aliases_story(backend: Backend) {
     let (_, before) = alice.get(&format!("{V3}/joined_rooms")).await;
     assert_error(
         &alice
-            .post(&format!("{V3}/createRoom"), &json!({"room_alias_name": "tea"}))
+            .post(
+                &format!("{V3}/createRoom"),
+                &json!({"room_alias_name": "tea"}),
+            )
             .await,
         400,
         "M_ROOM_IN_USE",
@@ -81,7 +87,10 @@ async fn aliases_story(backend: Backend) {
     for bad in ["has space", "has:colon", ""] {
         assert_error(
             &alice
-                .post(&format!("{V3}/createRoom"), &json!({"room_alias_name": bad}))
+                .post(
+                    &format!("{V3}/createRoom"),
+                    &json!({"room_alias_name": bad}),
+                )
                 .await,
             400,
             "M_INVALID_PARAM",
@@ -92,25 +101,37 @@ async fn aliases_story(backend: Backend) {
 
     // Bob joins by alias.
     let (status, resp) = bob
-        .post(&format!("{V3}/join/{}", enc("#tea:test.localhost")), &json!({}))
+        .post(
+            &format!("{V3}/join/{}", enc("#tea:test.localhost")),
+            &json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["room_id"], room);
     assert_error(
-        &bob.post(&format!("{V3}/join/{}", enc("#nope:test.localhost")), &json!({}))
-            .await,
+        &bob.post(
+            &format!("{V3}/join/{}", enc("#nope:test.localhost")),
+            &json!({}),
+        )
+        .await,
         404,
         "M_NOT_FOUND",
     );
 
     // Bob (a member, power 0) adds an alias of his own.
     let (status, resp) = bob
-        .put(&alias_path("#bobs:test.localhost"), &json!({"room_id": room}))
+        .put(
+            &alias_path("#bobs:test.localhost"),
+            &json!({"room_id": room}),
+        )
         .await;
     assert_eq!(status, 200, "{resp}");
     assert_error(
         &alice
-            .put(&alias_path("#bobs:test.localhost"), &json!({"room_id": room}))
+            .put(
+                &alias_path("#bobs:test.localhost"),
+                &json!({"room_id": room}),
+            )
             .await,
         409,
         "M_ROOM_IN_USE",
@@ -131,7 +152,10 @@ async fn aliases_story(backend: Backend) {
     );
     assert_error(
         &alice
-            .put(&alias_path("#a b:test.localhost"), &json!({"room_id": room}))
+            .put(
+                &alias_path("#a b:test.localhost"),
+                &json!({"room_id": room}),
+            )
             .await,
         400,
         "M_INVALID_PARAM",
@@ -146,17 +170,18 @@ async fn aliases_story(backend: Backend) {
     // Only members alias a room.
     let private = create_room(&alice, json!({"preset": "private_chat"})).await;
     assert_error(
-        &bob.put(&alias_path("#sneaky:test.localhost"), &json!({"room_id": private}))
-            .await,
+        &bob.put(
+            &alias_path("#sneaky:test.localhost"),
+            &json!({"room_id": private}),
+        )
+        .await,
         403,
         "M_FORBIDDEN",
     );
 
     // The room's aliases: members see them, non-members of a room that is
     // not world_readable do not.
-    let (status, resp) = bob
-        .get(&format!("{V3}/rooms/{}/aliases", enc(&room)))
-        .await;
+    let (status, resp) = bob.get(&format!("{V3}/rooms/{}/aliases", enc(&room))).await;
     assert_eq!(status, 200, "{resp}");
     let mut listed: Vec<&str> = resp["aliases"]
         .as_array()
@@ -254,7 +279,10 @@ async fn aliases_story(backend: Backend) {
         )
     );
     let (status, _) = bob
-        .put(&alias_path("#bobs2:test.localhost"), &json!({"room_id": room}))
+        .put(
+            &alias_path("#bobs2:test.localhost"),
+            &json!({"room_id": room}),
+        )
         .await;
     assert_eq!(status, 200);
     // Only newly named aliases are checked: the stale one may stay.

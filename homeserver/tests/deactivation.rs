@@ -101,10 +101,9 @@ async fn deactivation_leaves_rooms(backend: Backend) {
     assert_error(
         &login(&server.client(), "bob", PASSWORD).await,
         403,
-        "M_FORBIDDEN",
+        "M_USER_DEACTIVATED",
     );
-    // He cannot be invited back into a room as if nothing happened, but
-    // his ID stays reserved.
+    // His ID stays reserved.
     let (status, _) = server
         .client()
         .get(&format!("{V3}/register/available?username=bob"))

@@ -41,7 +41,11 @@ async fn signing_out_removes_the_devices_pushers(backend: Backend) {
     let laptop = client.with_token(&laptop_token);
     let phone = client.with_token(&phone_token);
     let on_tablet = client.with_token(&tablet_token);
-    for (device, key) in [(&laptop, "laptop"), (&phone, "phone"), (&on_tablet, "tablet")] {
+    for (device, key) in [
+        (&laptop, "laptop"),
+        (&phone, "phone"),
+        (&on_tablet, "tablet"),
+    ] {
         let (status, body) = device
             .post(&format!("{V3}/pushers/set"), &pusher(key))
             .await;

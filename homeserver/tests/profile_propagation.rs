@@ -29,7 +29,10 @@ async fn member(client: &Client, room: &str, user: &str) -> Value {
 
 async fn member_events(client: &Client, room: &str, user: &str) -> usize {
     let (status, resp) = client
-        .get(&format!("{V3}/rooms/{}/messages?dir=b&limit=100", enc(room)))
+        .get(&format!(
+            "{V3}/rooms/{}/messages?dir=b&limit=100",
+            enc(room)
+        ))
         .await;
     assert_eq!(status, 200, "{resp}");
     resp["chunk"]

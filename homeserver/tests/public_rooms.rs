@@ -129,7 +129,7 @@ async fn public_rooms_story(backend: Backend) {
     // Largest first; the hidden room is not there.
     let (status, resp) = anonymous.get(&format!("{V3}/publicRooms")).await;
     assert_eq!(status, 200, "{resp}");
-    assert_eq!(ids(&resp), [big.clone(), space.clone(), small.clone()]);
+    assert_eq!(ids(&resp), [big.as_str(), space.as_str(), small.as_str()]);
     assert!(!ids(&resp).contains(&hidden));
     assert_eq!(resp["total_room_count_estimate"], 3);
     let first = &resp["chunk"][0];
@@ -148,22 +148,24 @@ async fn public_rooms_story(backend: Backend) {
     // Pagination.
     let (status, page1) = anonymous.get(&format!("{V3}/publicRooms?limit=2")).await;
     assert_eq!(status, 200);
-    assert_eq!(ids(&page1), [big.clone(), space.clone()]);
+    assert_eq!(ids(&page1), [big.as_str(), space.as_str()]);
     assert_eq!(page1.get("prev_batch"), None);
     let next = page1["next_batch"].as_str().expect("next_batch");
     let (status, page2) = anonymous
         .get(&format!("{V3}/publicRooms?limit=2&since={next}"))
         .await;
     assert_eq!(status, 200, "{page2}");
-    assert_eq!(ids(&page2), [small.clone()]);
+    assert_eq!(ids(&page2), [small.as_str()]);
     assert_eq!(page2.get("next_batch"), None);
     let prev = page2["prev_batch"].as_str().expect("prev_batch");
     let (_, back) = anonymous
         .get(&format!("{V3}/publicRooms?limit=2&since={prev}"))
         .await;
-    assert_eq!(ids(&back), [big.clone(), space.clone()]);
+    assert_eq!(ids(&back), [big.as_str(), space.as_str()]);
     assert_error(
-        &anonymous.get(&format!("{V3}/publicRooms?since=garbage")).await,
+        &anonymous
+            .get(&format!("{V3}/publicRooms?since=garbage"))
+            .await,
         400,
         "M_INVALID_PARAM",
     );
@@ -176,21 +178,21 @@ async fn public_rooms_story(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200, "{resp}");
-    assert_eq!(ids(&resp), [big.clone()]);
+    assert_eq!(ids(&resp), [big.as_str()]);
     let (_, resp) = bob
         .post(
             &format!("{V3}/publicRooms"),
             &json!({"filter": {"generic_search_term": "teahouse"}}),
         )
         .await;
-    assert_eq!(ids(&resp), [big.clone()]);
+    assert_eq!(ids(&resp), [big.as_str()]);
     let (_, resp) = bob
         .post(
             &format!("{V3}/publicRooms"),
             &json!({"filter": {"generic_search_term": "sparkling"}, "limit": 5}),
         )
         .await;
-    assert_eq!(ids(&resp), [small.clone()]);
+    assert_eq!(ids(&resp), [small.as_str()]);
     assert_eq!(resp["total_room_count_estimate"], 1);
     let (_, resp) = bob
         .post(
@@ -198,14 +200,14 @@ async fn public_rooms_story(backend: Backend) {
             &json!({"filter": {"room_types": ["m.space"]}}),
         )
         .await;
-    assert_eq!(ids(&resp), [space.clone()]);
+    assert_eq!(ids(&resp), [space.as_str()]);
     let (_, resp) = bob
         .post(
             &format!("{V3}/publicRooms"),
             &json!({"filter": {"room_types": [null]}}),
         )
         .await;
-    assert_eq!(ids(&resp), [big.clone(), small.clone()]);
+    assert_eq!(ids(&resp), [big.as_str(), small.as_str()]);
     let (_, resp) = bob
         .post(
             &format!("{V3}/publicRooms"),
@@ -214,7 +216,9 @@ async fn public_rooms_story(backend: Backend) {
         .await;
     assert_eq!(ids(&resp), Vec::<String>::new());
     assert_error(
-        &anonymous.post(&format!("{V3}/publicRooms"), &json!({})).await,
+        &anonymous
+            .post(&format!("{V3}/publicRooms"), &json!({}))
+            .await,
         401,
         "M_MISSING_TOKEN",
     );
@@ -232,7 +236,7 @@ async fn public_rooms_story(backend: Backend) {
         .await;
     assert_eq!(status, 200);
     let (_, resp) = anonymous.get(&format!("{V3}/publicRooms")).await;
-    assert_eq!(ids(&resp), [space.clone()]);
+    assert_eq!(ids(&resp), [space.as_str()]);
 
     // Other servers' directories need federation; unknown rooms.
     let (status, _) = anonymous
@@ -241,7 +245,10 @@ async fn public_rooms_story(backend: Backend) {
     assert_eq!(status, 501);
     assert_error(
         &anonymous
-            .get(&format!("{V3}/directory/list/room/{}", enc("!nope:test.localhost")))
+            .get(&format!(
+                "{V3}/directory/list/room/{}",
+                enc("!nope:test.localhost")
+            ))
             .await,
         404,
         "M_NOT_FOUND",

@@ -76,13 +76,13 @@ async fn search_visibility(backend: Backend) {
 
     // By display name, case-insensitive, with the profile.
     let resp = search(&alice, json!({"search_term": "ROBERT"})).await;
-    assert_eq!(found(&resp), [bob_id.clone()]);
+    assert_eq!(found(&resp), [bob_id.as_str()]);
     assert_eq!(resp["results"][0]["display_name"], "Robert Tables");
     assert_eq!(resp["limited"], false);
     // By user ID; Carol is found through her public room.
     assert_eq!(
         found(&search(&alice, json!({"search_term": "carol"})).await),
-        [carol_id.clone()]
+        [carol_id.as_str()]
     );
     // Dave shares nothing with Alice and is in no public room.
     assert!(found(&search(&alice, json!({"search_term": "dave"})).await).is_empty());
@@ -143,7 +143,10 @@ async fn search_all_users(backend: Backend) {
     let (status, resp) = alice
         .post(&format!("{V3}/user_directory/search"), &json!({"limit": 3}))
         .await;
-    assert_eq!((status.as_u16(), &resp["errcode"]), (400, &json!("M_BAD_JSON")));
+    assert_eq!(
+        (status.as_u16(), &resp["errcode"]),
+        (400, &json!("M_BAD_JSON"))
+    );
 }
 
 backend_tests!(search_visibility, search_all_users);

@@ -183,7 +183,13 @@ pub async fn create_room(
     let room_id = create.room_id().to_owned();
 
     if let Some(alias) = &req.alias
-        && !aliases::create(state.db(), alias.as_str(), room_id.as_str(), creator.as_str()).await?
+        && !aliases::create(
+            state.db(),
+            alias.as_str(),
+            room_id.as_str(),
+            creator.as_str(),
+        )
+        .await?
     {
         return Err(alias_taken());
     }

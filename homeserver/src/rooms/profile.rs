@@ -143,10 +143,16 @@ mod tests {
                 avatar_url: None,
             },
         );
-        assert_eq!(updated.get("displayname").and_then(Value::as_str), Some("new"));
+        assert_eq!(
+            updated.get("displayname").and_then(Value::as_str),
+            Some("new")
+        );
         assert!(!updated.contains_key("avatar_url"));
         assert!(!updated.contains_key("join_authorised_via_users_server"));
         assert_eq!(updated.get("reason").and_then(Value::as_str), Some("hi"));
-        assert_eq!(updated.get("membership").and_then(Value::as_str), Some("join"));
+        assert_eq!(
+            updated.get("membership").and_then(Value::as_str),
+            Some("join")
+        );
     }
 }

@@ -632,8 +632,8 @@ mod tests {
         };
         create_user(db, user, None, false, None, Some(session))
             .await
-            .unwrap()
-            .unwrap();
+            .expect("test")
+            .expect("test");
     }
 
     #[tokio::test]
@@ -642,26 +642,28 @@ mod tests {
         user_with_device(&db, "@u:x", "D1").await;
         pushers::set(&db, "@u:x", Some("D1"), &pusher("k1"), false)
             .await
-            .unwrap();
+            .expect("test");
         pushers::set(&db, "@u:x", Some("D2"), &pusher("k2"), false)
             .await
-            .unwrap();
+            .expect("test");
         // Set up before pushers knew their device: kept.
         pushers::set(&db, "@u:x", None, &pusher("k3"), false)
             .await
-            .unwrap();
-        delete_devices(&db, "@u:x", &["D1".to_owned()]).await.unwrap();
+            .expect("test");
+        delete_devices(&db, "@u:x", &["D1".to_owned()])
+            .await
+            .expect("test");
         let keys: Vec<String> = pushers::list(&db, "@u:x")
             .await
-            .unwrap()
+            .expect("test")
             .into_iter()
             .map(|p| p.pushkey)
             .collect();
         assert_eq!(keys, ["k2", "k3"]);
-        delete_all_devices(&db, "@u:x").await.unwrap();
+        delete_all_devices(&db, "@u:x").await.expect("test");
         let keys: Vec<String> = pushers::list(&db, "@u:x")
             .await
-            .unwrap()
+            .expect("test")
             .into_iter()
             .map(|p| p.pushkey)
             .collect();
@@ -675,26 +677,29 @@ mod tests {
         user_with_device(&db, "@v:x", "D1").await;
         pushers::set(&db, "@u:x", None, &pusher("k1"), false)
             .await
-            .unwrap();
-        deactivate(&db, "@u:x", true).await.unwrap();
-        deactivate(&db, "@v:x", false).await.unwrap();
-        assert!(pushers::list(&db, "@u:x").await.unwrap().is_empty());
+            .expect("test");
+        deactivate(&db, "@u:x", true).await.expect("test");
+        deactivate(&db, "@v:x", false).await.expect("test");
+        assert!(pushers::list(&db, "@u:x").await.expect("test").is_empty());
         let erased = |user: &'static str| {
             let db = db.clone();
             async move {
-                db.query_one(
-                    "SELECT erased FROM users WHERE user_id = $1",
-                    [user.into()],
-                )
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get::<bool>("", "erased")
-                .unwrap()
+                db.query_one("SELECT erased FROM users WHERE user_id = $1", [user.into()])
+                    .await
+                    .expect("test")
+                    .expect("test")
+                    .try_get::<bool>("", "erased")
+                    .expect("test")
             }
         };
         assert!(erased("@u:x").await);
         assert!(!erased("@v:x").await);
-        assert!(get_user(&db, "@u:x").await.unwrap().unwrap().deactivated);
+        assert!(
+            get_user(&db, "@u:x")
+                .await
+                .expect("test")
+                .expect("test")
+                .deactivated
+        );
     }
 }

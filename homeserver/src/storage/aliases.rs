@@ -42,7 +42,12 @@ pub async fn create(
         .execute(
             "INSERT INTO room_aliases (room_alias, room_id, creator, created_ts) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (room_alias) DO NOTHING",
-            [alias.into(), room_id.into(), creator.into(), now_ms().into()],
+            [
+                alias.into(),
+                room_id.into(),
+                creator.into(),
+                now_ms().into(),
+            ],
         )
         .await?;
     Ok(n > 0)
@@ -80,19 +85,22 @@ mod tests {
     #[tokio::test]
     async fn an_alias_is_created_once_and_deleted_only_for_its_room() {
         let db = crate::storage::test_db().await;
-        assert!(create(&db, "#a:x", "!r:x", "@u:x").await.unwrap());
-        assert!(!create(&db, "#a:x", "!other:x", "@v:x").await.unwrap());
+        assert!(create(&db, "#a:x", "!r:x", "@u:x").await.expect("test"));
+        assert!(!create(&db, "#a:x", "!other:x", "@v:x").await.expect("test"));
         assert_eq!(
-            get(&db, "#a:x").await.unwrap(),
+            get(&db, "#a:x").await.expect("test"),
             Some(AliasRow {
                 room_id: "!r:x".into(),
                 creator: "@u:x".into()
             })
         );
-        assert!(create(&db, "#b:x", "!r:x", "@u:x").await.unwrap());
-        assert_eq!(for_room(&db, "!r:x").await.unwrap(), vec!["#a:x", "#b:x"]);
-        assert!(!delete(&db, "#a:x", "!other:x").await.unwrap());
-        assert!(delete(&db, "#a:x", "!r:x").await.unwrap());
-        assert_eq!(get(&db, "#a:x").await.unwrap(), None);
+        assert!(create(&db, "#b:x", "!r:x", "@u:x").await.expect("test"));
+        assert_eq!(
+            for_room(&db, "!r:x").await.expect("test"),
+            vec!["#a:x", "#b:x"]
+        );
+        assert!(!delete(&db, "#a:x", "!other:x").await.expect("test"));
+        assert!(delete(&db, "#a:x", "!r:x").await.expect("test"));
+        assert_eq!(get(&db, "#a:x").await.expect("test"), None);
     }
 }

@@ -137,16 +137,16 @@ pub async fn search_users(
         values.push(searcher.into());
     }
     db.query_all(&sql, values)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(UserHit {
-            user_id: r.try_get("", "user_id")?,
-            displayname: r.try_get("", "displayname")?,
-            avatar_url: r.try_get("", "avatar_url")?,
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(UserHit {
+                user_id: r.try_get("", "user_id")?,
+                displayname: r.try_get("", "displayname")?,
+                avatar_url: r.try_get("", "avatar_url")?,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 #[cfg(test)]

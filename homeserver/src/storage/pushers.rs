@@ -128,15 +128,8 @@ pub async fn delete_for_other_devices(
 }
 
 /// Removes every pusher of the user (account deactivation).
-pub async fn delete_all_in(
-    db: &Db,
-    txn: &DatabaseTransaction,
-    user_id: &str,
-) -> Result<(), DbErr> {
-    txn.execute_raw(db.stmt(
-        "DELETE FROM pushers WHERE user_id = $1",
-        [user_id.into()],
-    ))
-    .await?;
+pub async fn delete_all_in(db: &Db, txn: &DatabaseTransaction, user_id: &str) -> Result<(), DbErr> {
+    txn.execute_raw(db.stmt("DELETE FROM pushers WHERE user_id = $1", [user_id.into()]))
+        .await?;
     Ok(())
 }

@@ -7,15 +7,15 @@
 
 use axum::extract::State;
 use myelin_proto::canonical_json::Object;
-use ruma::{RoomId, UserId};
 use ruma::api::client::account::{ThirdPartyIdRemovalStatus, deactivate};
+use ruma::{RoomId, UserId};
 
 use super::uiaa;
 use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
-use crate::state::AppState;
 use crate::rooms::membership::set_membership;
+use crate::state::AppState;
 use crate::storage::{accounts, memberships};
 
 /// `POST /_matrix/client/v3/account/deactivate`. All sessions and pushers

@@ -329,11 +329,11 @@ mod tests {
         let (a, alt) = advertised_aliases(&content(serde_json::json!({
             "alias": "#a:x", "alt_aliases": ["#b:x"]
         })))
-        .unwrap();
+        .expect("test");
         assert_eq!(a.as_deref(), Some("#a:x"));
         assert_eq!(alt, vec!["#b:x".to_owned()]);
         assert_eq!(
-            advertised_aliases(&content(serde_json::json!({"alias": ""}))).unwrap(),
+            advertised_aliases(&content(serde_json::json!({"alias": ""}))).expect("test"),
             (None, vec![])
         );
         for bad in [

@@ -11,13 +11,15 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use ruma::UInt;
 use myelin_proto::canonical_json::{self, Object, Value};
+use ruma::UInt;
 use ruma::api::client::directory::{
     get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
 };
 use ruma::api::client::room::Visibility;
-use ruma::directory::{Filter, PublicRoomsChunk, PublicRoomsChunkInit, RoomNetwork, RoomTypeFilter};
+use ruma::directory::{
+    Filter, PublicRoomsChunk, PublicRoomsChunkInit, RoomNetwork, RoomTypeFilter,
+};
 use ruma::room::{JoinRuleKind, RoomType};
 use ruma::{OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, ServerName};
 
@@ -217,7 +219,11 @@ async fn list(
     })
 }
 
-fn str_field<'a>(state: &'a HashMap<String, Object>, event_type: &str, key: &str) -> Option<&'a str> {
+fn str_field<'a>(
+    state: &'a HashMap<String, Object>,
+    event_type: &str,
+    key: &str,
+) -> Option<&'a str> {
     state.get(event_type)?.get(key)?.as_str()
 }
 
@@ -230,8 +236,8 @@ fn chunk_for(
 ) -> Option<PublicRoomsChunk> {
     // No join rules event: the spec's default, invite.
     let join_rule = str_field(state, "m.room.join_rules", "join_rule").unwrap_or("invite");
-    let world_readable =
-        str_field(state, "m.room.history_visibility", "history_visibility") == Some("world_readable");
+    let world_readable = str_field(state, "m.room.history_visibility", "history_visibility")
+        == Some("world_readable");
     let joinable = matches!(join_rule, "public" | "knock" | "knock_restricted");
     if !joinable && !world_readable {
         return None;
@@ -241,8 +247,7 @@ fn chunk_for(
         num_joined_members: UInt::try_from(joined).unwrap_or(UInt::MIN),
         room_id,
         world_readable,
-        guest_can_join: str_field(state, "m.room.guest_access", "guest_access")
-            == Some("can_join"),
+        guest_can_join: str_field(state, "m.room.guest_access", "guest_access") == Some("can_join"),
     }
     .into();
     chunk.join_rule = JoinRuleKind::from(join_rule);
@@ -301,17 +306,23 @@ mod tests {
 
     #[test]
     fn only_joinable_or_previewable_rooms_are_listed() {
-        let invite_only = state(&[("m.room.join_rules", serde_json::json!({"join_rule": "invite"}))]);
+        let invite_only = state(&[(
+            "m.room.join_rules",
+            serde_json::json!({"join_rule": "invite"}),
+        )]);
         assert!(chunk_for("!a:x", 1, &invite_only).is_none());
         assert!(chunk_for("!a:x", 1, &HashMap::new()).is_none());
         let readable = state(&[
-            ("m.room.join_rules", serde_json::json!({"join_rule": "invite"})),
+            (
+                "m.room.join_rules",
+                serde_json::json!({"join_rule": "invite"}),
+            ),
             (
                 "m.room.history_visibility",
                 serde_json::json!({"history_visibility": "world_readable"}),
             ),
         ]);
-        let chunk = chunk_for("!a:x", 1, &readable).unwrap();
+        let chunk = chunk_for("!a:x", 1, &readable).expect("test");
         assert!(chunk.world_readable);
         assert_eq!(chunk.join_rule, JoinRuleKind::Invite);
     }
@@ -319,11 +330,14 @@ mod tests {
     #[test]
     fn room_type_and_term_filters() {
         let space = state(&[
-            ("m.room.join_rules", serde_json::json!({"join_rule": "public"})),
+            (
+                "m.room.join_rules",
+                serde_json::json!({"join_rule": "public"}),
+            ),
             ("m.room.create", serde_json::json!({"type": "m.space"})),
             ("m.room.name", serde_json::json!({"name": "Rust Space"})),
         ]);
-        let chunk = chunk_for("!s:x", 2, &space).unwrap();
+        let chunk = chunk_for("!s:x", 2, &space).expect("test");
         assert!(matches_room_types(&chunk, &[RoomTypeFilter::Space]));
         assert!(!matches_room_types(&chunk, &[RoomTypeFilter::Default]));
         assert!(matches_room_types(&chunk, &[]));
@@ -333,8 +347,8 @@ mod tests {
 
     #[test]
     fn since_tokens_are_offsets() {
-        assert_eq!(parse_since(None).unwrap(), 0);
-        assert_eq!(parse_since(Some("o20")).unwrap(), 20);
+        assert_eq!(parse_since(None).expect("test"), 0);
+        assert_eq!(parse_since(Some("o20")).expect("test"), 20);
         assert!(parse_since(Some("20")).is_err());
         assert!(parse_since(Some("o-1")).is_err());
     }

@@ -26,7 +26,12 @@ pub async fn search(
     Ruma(req): Ruma<search_users::v3::Request>,
 ) -> Result<RumaResponse<search_users::v3::Response>, ApiError> {
     let limit = u64::from(req.limit).min(MAX_LIMIT);
-    let term: String = req.search_term.trim().chars().take(MAX_TERM_CHARS).collect();
+    let term: String = req
+        .search_term
+        .trim()
+        .chars()
+        .take(MAX_TERM_CHARS)
+        .collect();
     if term.is_empty() || limit == 0 {
         return Ok(RumaResponse(search_users::v3::Response::new(
             Vec::new(),

@@ -2,16 +2,16 @@
 
 use axum::extract::State;
 use myelin_proto::canonical_json::{Object, Value};
-use ruma::api::client::room::create_room::v3 as create_room;
 use ruma::OwnedRoomAliasId;
+use ruma::api::client::room::create_room::v3 as create_room;
 use ruma::api::client::room::{Visibility, create_room::v3::RoomPreset};
 
 use super::strict_object;
 use crate::api::auth::Authed;
+use crate::api::client::directory::aliases;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::rooms::create::{self, CreateRoom, Preset};
-use crate::api::client::directory::aliases;
 use crate::rooms::profile;
 use crate::state::AppState;
 
@@ -97,11 +97,11 @@ pub async fn create_room(
     for (event_type, _, content) in &initial_state {
         if event_type == "m.room.canonical_alias" {
             let (main, alt) = aliases::advertised_aliases(content)?;
-            if let Some(other) = main
-                .iter()
-                .chain(&alt)
-                .find(|a| alias.as_ref().is_none_or(|ours| ours.as_str() != a.as_str()))
-            {
+            if let Some(other) = main.iter().chain(&alt).find(|a| {
+                alias
+                    .as_ref()
+                    .is_none_or(|ours| ours.as_str() != a.as_str())
+            }) {
                 return Err(ApiError::new(
                     http::StatusCode::BAD_REQUEST,
                     ruma::api::error::ErrorKind::BadAlias,

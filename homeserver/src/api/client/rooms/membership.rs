@@ -57,7 +57,9 @@ async fn room_id_of(state: &AppState, id: &RoomOrAliasId) -> Result<OwnedRoomId,
         Err(alias) => alias,
     };
     if alias.server_name() != state.server_name() {
-        return Err(needs_federation("joining rooms by aliases of other servers"));
+        return Err(needs_federation(
+            "joining rooms by aliases of other servers",
+        ));
     }
     crate::api::client::directory::aliases::resolve_local(state.db(), alias).await
 }
