@@ -328,6 +328,62 @@ async fn aliases_story(backend: Backend) {
         400,
         "M_INVALID_PARAM",
     );
+    // A canonical alias in createRoom's initial_state may only name the
+    // new room's own alias.
+    assert_error(
+        &alice
+            .post(
+                &format!("{V3}/createRoom"),
+                &json!({"initial_state": [{
+                    "type": "m.room.canonical_alias",
+                    "content": {"alias": private_alias},
+                }]}),
+            )
+            .await,
+        400,
+        "M_BAD_ALIAS",
+    );
+    let coffee = create_room(
+        &alice,
+        json!({
+            "room_alias_name": "coffee",
+            "initial_state": [{
+                "type": "m.room.canonical_alias",
+                "content": {"alias": "#coffee:test.localhost"},
+            }],
+        }),
+    )
+    .await;
+    assert_eq!(
+        canonical_alias(&alice, &coffee).await,
+        (200, json!({"alias": "#coffee:test.localhost"}))
+    );
+
+    // Aliases of other servers cannot be joined through without
+    // federation.
+    let (status, _) = bob
+        .post(
+            &format!("{V3}/join/{}", enc("#x:other.example")),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 501);
+
+    // Anyone may list the aliases of a world_readable room.
+    let readable = create_room(
+        &alice,
+        json!({"initial_state": [{
+            "type": "m.room.history_visibility",
+            "content": {"history_visibility": "world_readable"},
+        }]}),
+    )
+    .await;
+    let (status, resp) = bob
+        .get(&format!("{V3}/rooms/{}/aliases", enc(&readable)))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp, json!({"aliases": []}));
+
     // Once free, the name can be used again.
     let again = create_room(&alice, json!({"room_alias_name": "tea"})).await;
     let (_, resp) = anonymous.get(&alias_path("#tea:test.localhost")).await;
