@@ -21,6 +21,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub limits: LimitsConfig,
     pub rate_limits: RateLimitsConfig,
+    pub user_directory: UserDirectoryConfig,
     pub metrics: MetricsConfig,
     pub logging: LoggingConfig,
 }
@@ -82,6 +83,13 @@ pub struct RateLimitsConfig {
     pub registration: RateLimit,
     pub login: RateLimit,
     pub message: RateLimit,
+}
+
+/// Who `/user_directory/search` finds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDirectoryConfig {
+    pub search_all_users: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

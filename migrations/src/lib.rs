@@ -9,6 +9,7 @@ mod m0001_accounts;
 mod m0002_user_data;
 mod m0003_rooms;
 mod m0004_receipts;
+mod m0005_room_aliases;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_user_data::Migration),
             Box::new(m0003_rooms::Migration),
             Box::new(m0004_receipts::Migration),
+            Box::new(m0005_room_aliases::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! Room creation (`POST /createRoom`): the initial events in Synapse's
-//! order — create, the creator's join, power levels, join rules, history
-//! visibility, guest access, `initial_state`, name, topic, then invites —
+//! order — create, the creator's join, power levels, canonical alias (with
+//! `room_alias_name`), join rules, history visibility, guest access,
+//! `initial_state`, name, topic, then invites —
 //! with Synapse's defaults per preset:
 //!
 //! | preset                 | join rule | history | guest access | invitees' level |
@@ -11,19 +12,24 @@
 //!
 //! The room's write lock is held from the create event to the last invite,
 //! so nothing interleaves with the initial events.
+//!
+//! The alias is claimed once the room ID is known and before anything of
+//! the room is stored: a taken alias fails the request with nothing
+//! created, and a failure while creating releases the alias again.
 
 use std::str::FromStr;
 
 use myelin_proto::auth;
 use myelin_proto::canonical_json::{self, Object, Value};
 use myelin_proto::{PduBuilder, RoomVersion};
-use ruma::{OwnedRoomId, OwnedUserId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::json;
 
 use super::membership::set_membership_locked;
 use super::pipeline::{EventSpec, NewRoom, pdu_error};
 use crate::api::error::ApiError;
 use crate::state::AppState;
+use crate::storage::aliases;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
@@ -46,6 +52,17 @@ pub struct CreateRoom {
     pub topic: Option<String>,
     pub invite: Vec<OwnedUserId>,
     pub is_direct: bool,
+    /// The room's alias (`#room_alias_name:ourserver`), checked by the caller.
+    pub alias: Option<OwnedRoomAliasId>,
+}
+
+/// The error for a `room_alias_name` someone already has.
+pub fn alias_taken() -> ApiError {
+    ApiError::new(
+        http::StatusCode::BAD_REQUEST,
+        ruma::api::error::ErrorKind::RoomInUse,
+        "Room alias already taken",
+    )
 }
 
 /// Parses a room version a client asked for.
@@ -165,11 +182,40 @@ pub async fn create_room(
         .map_err(|e| ApiError::bad_json(format!("invalid creation_content: {e}")))?;
     let room_id = create.room_id().to_owned();
 
-    let guard = state.rooms().lock(&room_id).await;
+    if let Some(alias) = &req.alias
+        && !aliases::create(
+            state.db(),
+            alias.as_str(),
+            room_id.as_str(),
+            creator.as_str(),
+        )
+        .await?
+    {
+        return Err(alias_taken());
+    }
+    let result = create_events(state, creator, &req, &room_id, &create).await;
+    if result.is_err()
+        && let Some(alias) = &req.alias
+        && let Err(e) = aliases::delete(state.db(), alias.as_str(), room_id.as_str()).await
+    {
+        tracing::warn!(%alias, error = %e, "alias of a failed room creation not released");
+    }
+    result.map(|()| room_id)
+}
+
+/// Stores the create event and sends the initial events.
+async fn create_events(
+    state: &AppState,
+    creator: &UserId,
+    req: &CreateRoom,
+    room_id: &RoomId,
+    create: &myelin_proto::Pdu,
+) -> Result<(), ApiError> {
+    let guard = state.rooms().lock(room_id).await;
     guard
         .persist(
             state,
-            &create,
+            create,
             None,
             None,
             Some(NewRoom {
@@ -189,13 +235,25 @@ pub async fn create_room(
     let send = |event_type: &str, content: Object| EventSpec::new(event_type, Some(""), content);
 
     if !overridden("m.room.power_levels") {
-        let mut pl = default_power_levels(&req, creator);
+        let mut pl = default_power_levels(req, creator);
         if let Some(over) = &req.power_level_override {
             for (k, v) in over {
                 pl.insert(k.clone(), v.clone());
             }
         }
         append_initial(state, &guard, creator, send("m.room.power_levels", pl)).await?;
+    }
+    if let Some(alias) = &req.alias
+        && !overridden("m.room.canonical_alias")
+    {
+        let content = object(json!({ "alias": alias }));
+        append_initial(
+            state,
+            &guard,
+            creator,
+            send("m.room.canonical_alias", content),
+        )
+        .await?;
     }
     let join_rule = if req.preset == Preset::PublicChat {
         "public"
@@ -242,7 +300,7 @@ pub async fn create_room(
         }
         set_membership_locked(state, &guard, creator, invitee, "invite", None, extra).await?;
     }
-    Ok(room_id)
+    Ok(())
 }
 
 /// Appends one initial event. A rejection here comes from the request's

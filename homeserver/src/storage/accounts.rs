@@ -7,6 +7,10 @@
 //! A device holds at most one session (one access token, and with it at
 //! most one refresh token): logging in again to a device, or refreshing,
 //! replaces the session. Tokens are stored only as hashes.
+//!
+//! A refresh token stays usable after its first use until the access token
+//! that use issued is first used (`access_tokens.pending_refresh`), as in
+//! Synapse: a client whose `/refresh` response was lost can retry.
 
 use std::time::Duration;
 
@@ -39,8 +43,9 @@ pub async fn lookup_access_token(db: &Db, token: &str) -> Result<TokenLookup, Db
     let hash = hash_token(token);
     let row = db
         .query_one(
-            "SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.deactivated \
-             FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1",
+            "SELECT t.user_id, t.device_id, t.expires_ts, t.pending_refresh, u.is_admin, \
+             u.deactivated FROM access_tokens t JOIN users u ON u.user_id = t.user_id \
+             WHERE t.token_hash = $1",
             [hash.clone().into()],
         )
         .await?;
@@ -58,6 +63,10 @@ pub async fn lookup_access_token(db: &Db, token: &str) -> Result<TokenLookup, Db
     if expires_ts.is_some_and(|e| e <= now_ms()) {
         return Ok(TokenLookup::Expired);
     }
+    let pending_refresh: Option<String> = row.try_get("", "pending_refresh")?;
+    if let Some(old_refresh) = pending_refresh {
+        retire_refresh_token(db, &hash, &old_refresh).await?;
+    }
     let user_id = parse_user_id(&user_id)?;
     let device_id = ruma::OwnedDeviceId::from(device_id.as_str());
     Ok(TokenLookup::Valid(Authed {
@@ -66,6 +75,28 @@ pub async fn lookup_access_token(db: &Db, token: &str) -> Result<TokenLookup, Db
         is_admin,
         token_hash: hash,
     }))
+}
+
+/// The first use of an access token issued by `/refresh` proves the
+/// client has it: the refresh token it was issued for stops working.
+/// Only this first use writes.
+async fn retire_refresh_token(db: &Db, access_hash: &str, refresh_hash: &str) -> Result<(), DbErr> {
+    let txn = db.begin_immediate().await?;
+    exec(
+        db,
+        &txn,
+        "DELETE FROM refresh_tokens WHERE token_hash = $1",
+        [refresh_hash.into()],
+    )
+    .await?;
+    exec(
+        db,
+        &txn,
+        "UPDATE access_tokens SET pending_refresh = NULL WHERE token_hash = $1",
+        [access_hash.into()],
+    )
+    .await?;
+    txn.commit().await
 }
 
 fn parse_user_id(s: &str) -> Result<ruma::OwnedUserId, DbErr> {
@@ -311,10 +342,13 @@ pub async fn login(db: &Db, user_id: &str, req: SessionRequest) -> Result<Sessio
 }
 
 /// Exchanges a refresh token for a new session on the same device. The old
-/// refresh and access tokens stop working at once (rotation), so a stolen
-/// refresh token is useful for one refresh at most, and its use logs the
-/// legitimate client out, which notices. `None` if the token is unknown,
-/// already used, or its user deactivated.
+/// access token stops working at once; the refresh token keeps working
+/// until the new access token is first used, so a client that never got
+/// the response can refresh again (which replaces the session the lost
+/// response carried), as Synapse allows. After that it is spent: a stolen
+/// refresh token is useful until the legitimate client next makes a
+/// request, and its use logs that client out, which notices. `None` if the
+/// token is unknown, spent, or its user deactivated.
 pub async fn refresh(
     db: &Db,
     refresh_token: &str,
@@ -336,21 +370,49 @@ pub async fn refresh(
     let user_id: String = row.try_get("", "user_id")?;
     let device_id: String = row.try_get("", "device_id")?;
     let deactivated: bool = row.try_get("", "deactivated")?;
-    // Deleting the row claims the token: of two concurrent refreshes with
-    // the same token, only one deletes it.
+    // Writing the row locks it (PostgreSQL; SQLite's transaction holds the
+    // write lock already): two refreshes with the same token run one after
+    // the other, and the second replaces what the first issued. Zero rows:
+    // the token was spent meanwhile.
     let claimed = exec(
         db,
         &txn,
-        "DELETE FROM refresh_tokens WHERE token_hash = $1",
-        [hash.into()],
+        "UPDATE refresh_tokens SET created_ts = created_ts WHERE token_hash = $1",
+        [hash.clone().into()],
     )
     .await?;
     if claimed == 0 || deactivated {
         txn.rollback().await?;
         return Ok(None);
     }
-    revoke_device_tokens(db, &txn, &user_id, &device_id).await?;
+    // Everything the device holds but this refresh token: the access token
+    // it renews, and a session an earlier use of it issued.
+    exec(
+        db,
+        &txn,
+        "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2",
+        [user_id.as_str().into(), device_id.as_str().into()],
+    )
+    .await?;
+    exec(
+        db,
+        &txn,
+        "DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = $2 AND token_hash <> $3",
+        [
+            user_id.as_str().into(),
+            device_id.as_str().into(),
+            hash.clone().into(),
+        ],
+    )
+    .await?;
     let session = issue_tokens(db, &txn, &user_id, &device_id, Some(lifetime)).await?;
+    exec(
+        db,
+        &txn,
+        "UPDATE access_tokens SET pending_refresh = $1 WHERE token_hash = $2",
+        [hash.into(), hash_token(&session.access_token).into()],
+    )
+    .await?;
     txn.commit().await?;
     Ok(Some(session))
 }
@@ -417,9 +479,11 @@ pub async fn rename_device(
         > 0)
 }
 
-/// Deletes devices and their sessions. Unknown device IDs are ignored.
+/// Deletes devices with their sessions and pushers. Unknown device IDs
+/// are ignored.
 pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Result<(), DbErr> {
     let txn = db.begin_immediate().await?;
+    super::pushers::delete_for_devices(db, &txn, user_id, device_ids).await?;
     for device_id in device_ids {
         revoke_device_tokens(db, &txn, user_id, device_id).await?;
         exec(
@@ -434,13 +498,14 @@ pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Re
 }
 
 /// Deletes every device of the user but `keep` (all of them if `None`),
-/// with their sessions.
+/// with their sessions and pushers.
 async fn delete_other_devices(
     db: &Db,
     txn: &DatabaseTransaction,
     user_id: &str,
     keep: Option<&str>,
 ) -> Result<(), DbErr> {
+    super::pushers::delete_for_other_devices(db, txn, user_id, keep).await?;
     // An empty string is never a device ID, so it keeps nothing.
     let keep = keep.unwrap_or("");
     for table in ["access_tokens", "refresh_tokens", "devices"] {
@@ -484,17 +549,19 @@ pub async fn set_password(
     txn.commit().await
 }
 
-/// Deactivates an account for good: no password, no devices or sessions,
-/// no profile; the row stays so the user ID is never reissued.
-pub async fn deactivate(db: &Db, user_id: &str) -> Result<(), DbErr> {
+/// Deactivates an account for good: no password, no devices, sessions or
+/// pushers, no profile; the row stays so the user ID is never reissued.
+/// `erase` records the user's request to be forgotten (GDPR erasure).
+pub async fn deactivate(db: &Db, user_id: &str, erase: bool) -> Result<(), DbErr> {
     let txn = db.begin_immediate().await?;
     delete_other_devices(db, &txn, user_id, None).await?;
+    super::pushers::delete_all_in(db, &txn, user_id).await?;
     exec(
         db,
         &txn,
         "UPDATE users SET deactivated = $2, password_hash = NULL, displayname = NULL, \
-         avatar_url = NULL WHERE user_id = $1",
-        [user_id.into(), true.into()],
+         avatar_url = NULL, erased = (erased OR $3) WHERE user_id = $1",
+        [user_id.into(), true.into(), erase.into()],
     )
     .await?;
     txn.commit().await
@@ -541,4 +608,98 @@ pub async fn set_avatar_url(db: &Db, user_id: &str, url: Option<&str>) -> Result
     )
     .await
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::pushers::{self, StoredPusher};
+
+    fn pusher(key: &str) -> StoredPusher {
+        StoredPusher {
+            app_id: "app".into(),
+            pushkey: key.into(),
+            pusher: "{}".into(),
+        }
+    }
+
+    async fn user_with_device(db: &Db, user: &str, device: &str) {
+        let session = SessionRequest {
+            device_id: device.into(),
+            display_name: None,
+            ip: None,
+            refreshable: None,
+        };
+        create_user(db, user, None, false, None, Some(session))
+            .await
+            .expect("test")
+            .expect("test");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_device_removes_only_its_pushers() {
+        let db = crate::storage::test_db().await;
+        user_with_device(&db, "@u:x", "D1").await;
+        pushers::set(&db, "@u:x", Some("D1"), &pusher("k1"), false)
+            .await
+            .expect("test");
+        pushers::set(&db, "@u:x", Some("D2"), &pusher("k2"), false)
+            .await
+            .expect("test");
+        // Set up before pushers knew their device: kept.
+        pushers::set(&db, "@u:x", None, &pusher("k3"), false)
+            .await
+            .expect("test");
+        delete_devices(&db, "@u:x", &["D1".to_owned()])
+            .await
+            .expect("test");
+        let keys: Vec<String> = pushers::list(&db, "@u:x")
+            .await
+            .expect("test")
+            .into_iter()
+            .map(|p| p.pushkey)
+            .collect();
+        assert_eq!(keys, ["k2", "k3"]);
+        delete_all_devices(&db, "@u:x").await.expect("test");
+        let keys: Vec<String> = pushers::list(&db, "@u:x")
+            .await
+            .expect("test")
+            .into_iter()
+            .map(|p| p.pushkey)
+            .collect();
+        assert_eq!(keys, ["k3"]);
+    }
+
+    #[tokio::test]
+    async fn deactivation_removes_every_pusher_and_records_erasure() {
+        let db = crate::storage::test_db().await;
+        user_with_device(&db, "@u:x", "D1").await;
+        user_with_device(&db, "@v:x", "D1").await;
+        pushers::set(&db, "@u:x", None, &pusher("k1"), false)
+            .await
+            .expect("test");
+        deactivate(&db, "@u:x", true).await.expect("test");
+        deactivate(&db, "@v:x", false).await.expect("test");
+        assert!(pushers::list(&db, "@u:x").await.expect("test").is_empty());
+        let erased = |user: &'static str| {
+            let db = db.clone();
+            async move {
+                db.query_one("SELECT erased FROM users WHERE user_id = $1", [user.into()])
+                    .await
+                    .expect("test")
+                    .expect("test")
+                    .try_get::<bool>("", "erased")
+                    .expect("test")
+            }
+        };
+        assert!(erased("@u:x").await);
+        assert!(!erased("@v:x").await);
+        assert!(
+            get_user(&db, "@u:x")
+                .await
+                .expect("test")
+                .expect("test")
+                .deactivated
+        );
+    }
 }

@@ -14,6 +14,8 @@ use sea_orm::{
 
 pub mod account_data;
 pub mod accounts;
+pub mod aliases;
+pub mod directory;
 pub mod events;
 pub mod filters;
 pub mod memberships;

@@ -63,6 +63,18 @@ pub async fn insert(
     Ok(())
 }
 
+/// Publishes the room in the room directory or withdraws it; `false` if
+/// there is no such room.
+pub async fn set_public(db: &Db, room_id: &str, is_public: bool) -> Result<bool, DbErr> {
+    let n = db
+        .execute(
+            "UPDATE rooms SET is_public = $1 WHERE room_id = $2",
+            [is_public.into(), room_id.into()],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
 pub async fn set_current_snapshot(tx: &Tx, room_id: &str, snapshot: i64) -> Result<(), DbErr> {
     tx.execute(
         "UPDATE rooms SET current_snapshot = $1 WHERE room_id = $2",

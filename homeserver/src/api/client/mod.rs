@@ -1,6 +1,7 @@
 //! Client-server API endpoints, one module per area of the spec.
 
 pub mod account;
+pub mod directory;
 pub mod discovery;
 pub mod receipts;
 pub mod rooms;

@@ -1,6 +1,6 @@
-//! Global profiles: display name and avatar URL of local users. Changing
-//! one's profile does not yet update room membership events; that belongs
-//! to the room service, which can read `storage::accounts::get_profile`.
+//! Global profiles: display name and avatar URL of local users. A change
+//! is sent into every room the user is joined to as an updated member
+//! event (see [`crate::rooms::profile::propagate`]).
 
 use axum::extract::State;
 use ruma::api::client::profile::{
@@ -95,6 +95,7 @@ pub async fn set_displayname(
         )));
     }
     accounts::set_displayname(state.db(), auth.user_id.as_str(), name.as_deref()).await?;
+    crate::rooms::profile::propagate(&state, &auth.user_id).await?;
     Ok(RumaResponse(set_display_name::v3::Response::new()))
 }
 
@@ -112,5 +113,6 @@ pub async fn set_avatar(
         )));
     }
     accounts::set_avatar_url(state.db(), auth.user_id.as_str(), url.as_deref()).await?;
+    crate::rooms::profile::propagate(&state, &auth.user_id).await?;
     Ok(RumaResponse(set_avatar_url::v3::Response::new()))
 }

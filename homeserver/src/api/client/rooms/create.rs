@@ -2,16 +2,40 @@
 
 use axum::extract::State;
 use myelin_proto::canonical_json::{Object, Value};
+use ruma::OwnedRoomAliasId;
 use ruma::api::client::room::create_room::v3 as create_room;
 use ruma::api::client::room::{Visibility, create_room::v3::RoomPreset};
 
 use super::strict_object;
 use crate::api::auth::Authed;
+use crate::api::client::directory::aliases;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::rooms::create::{self, CreateRoom, Preset};
 use crate::rooms::profile;
 use crate::state::AppState;
+
+/// The alias `room_alias_name` asks for, checked like any new alias, and
+/// refused (`M_ROOM_IN_USE`) if taken before anything is created.
+async fn room_alias(
+    state: &AppState,
+    name: Option<&str>,
+) -> Result<Option<OwnedRoomAliasId>, ApiError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    aliases::check_alias_localpart(name)?;
+    let alias = OwnedRoomAliasId::try_from(format!("#{name}:{}", state.server_name()))
+        .map_err(|e| ApiError::invalid_param(format!("Invalid room_alias_name: {e}")))?;
+    aliases::check_new_alias(state, &alias)?;
+    if crate::storage::aliases::get(state.db(), alias.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(create::alias_taken());
+    }
+    Ok(Some(alias))
+}
 
 pub async fn create_room(
     State(state): State<AppState>,
@@ -67,6 +91,25 @@ pub async fn create_room(
         }
         initial_state.push((event_type, state_key, content));
     }
+    let alias = room_alias(&state, req.room_alias_name.as_deref()).await?;
+    // A canonical alias in initial_state may only name the room's new
+    // alias: no other alias can point to a room that does not exist yet.
+    for (event_type, _, content) in &initial_state {
+        if event_type == "m.room.canonical_alias" {
+            let (main, alt) = aliases::advertised_aliases(content)?;
+            if let Some(other) = main.iter().chain(&alt).find(|a| {
+                alias
+                    .as_ref()
+                    .is_none_or(|ours| ours.as_str() != a.as_str())
+            }) {
+                return Err(ApiError::new(
+                    http::StatusCode::BAD_REQUEST,
+                    ruma::api::error::ErrorKind::BadAlias,
+                    format!("The alias '{other}' does not point to this room."),
+                ));
+            }
+        }
+    }
     let mut invite = Vec::new();
     for user in &req.invite {
         if user == &auth.user_id || invite.contains(user) {
@@ -99,6 +142,7 @@ pub async fn create_room(
             topic: req.topic.clone(),
             invite,
             is_direct: req.is_direct,
+            alias,
         },
     )
     .await?;

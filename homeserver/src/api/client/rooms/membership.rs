@@ -49,12 +49,19 @@ async fn local_room(
     }
 }
 
-fn room_id_of(id: &RoomOrAliasId) -> Result<OwnedRoomId, ApiError> {
-    match <&RoomId>::try_from(id) {
-        Ok(room_id) => Ok(room_id.to_owned()),
-        // Aliases are not stored yet: every alias is unknown.
-        Err(_) => Err(ApiError::not_found("Room alias not found")),
+/// The room an ID or alias names: aliases of this server are looked up;
+/// those of other servers need federation.
+async fn room_id_of(state: &AppState, id: &RoomOrAliasId) -> Result<OwnedRoomId, ApiError> {
+    let alias = match <&RoomId>::try_from(id) {
+        Ok(room_id) => return Ok(room_id.to_owned()),
+        Err(alias) => alias,
+    };
+    if alias.server_name() != state.server_name() {
+        return Err(needs_federation(
+            "joining rooms by aliases of other servers",
+        ));
     }
+    crate::api::client::directory::aliases::resolve_local(state.db(), alias).await
 }
 
 async fn join(
@@ -102,7 +109,7 @@ pub async fn join_by_id_or_alias(
     auth: Authed,
     Ruma(req): Ruma<join_by_alias::Request>,
 ) -> Result<RumaResponse<join_by_alias::Response>, ApiError> {
-    let room_id = room_id_of(&req.room_id_or_alias)?;
+    let room_id = room_id_of(&state, &req.room_id_or_alias).await?;
     join(&state, &auth, &room_id, req.reason.as_deref(), &req.via).await?;
     Ok(RumaResponse(join_by_alias::Response::new(room_id)))
 }
@@ -112,7 +119,7 @@ pub async fn knock(
     auth: Authed,
     Ruma(req): Ruma<knock_room::Request>,
 ) -> Result<RumaResponse<knock_room::Response>, ApiError> {
-    let room_id = room_id_of(&req.room_id_or_alias)?;
+    let room_id = room_id_of(&state, &req.room_id_or_alias).await?;
     local_room(&state, &room_id, &req.via).await?;
     set_membership(
         &state,

@@ -130,6 +130,11 @@ pub async fn put_state(
     let room_id = req.room_id.as_str();
     require_joined(&state, &auth, room_id).await?;
     let guard = state.rooms().lock(&req.room_id).await;
+    // Checked under the room lock: it compares with the current event.
+    if event_type == "m.room.canonical_alias" {
+        crate::api::client::directory::aliases::check_canonical_alias(&state, room_id, &content)
+            .await?;
+    }
     // Setting state to what it already is (same sender, same content)
     // returns the existing event, as Synapse does: clients retry PUTs.
     if let Some(current) =

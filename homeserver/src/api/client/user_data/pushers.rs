@@ -81,7 +81,14 @@ pub async fn set(
                 pushkey: pusher.ids.pushkey,
                 pusher: json,
             };
-            pushers::set(state.db(), auth.user_id.as_str(), &stored, data.append).await?;
+            pushers::set(
+                state.db(),
+                auth.user_id.as_str(),
+                Some(auth.device_id.as_str()),
+                &stored,
+                data.append,
+            )
+            .await?;
         }
         PusherAction::Delete(ids) => {
             validate_ids(&ids.app_id, &ids.pushkey)?;
