@@ -3,4 +3,5 @@
 pub mod account;
 pub mod discovery;
 pub mod rooms;
+pub mod sync;
 pub mod user_data;
