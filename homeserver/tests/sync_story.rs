@@ -155,7 +155,7 @@ async fn initial_and_incremental(backend: Backend) {
     let resp = sync(&alice, &format!("since={}", enc(&token))).await;
     let joined = &resp["rooms"]["join"][&room];
     assert_eq!(bodies(&joined["timeline"]["events"]), ["three"], "{resp}");
-    assert_eq!(joined["timeline"]["limited"], false);
+    assert_ne!(joined["timeline"]["limited"], true, "{joined}");
     assert!(types(&joined["state"]["events"]).is_empty(), "{joined}");
     assert!(
         resp["account_data"]["events"]
