@@ -122,7 +122,7 @@ async fn filters(backend: Backend) {
     let joined = &resp["rooms"]["join"][&room];
     assert_eq!(
         members(&joined["state"]["events"]),
-        [alice_id.clone()],
+        [alice_id.as_str()],
         "{joined}"
     );
 
