@@ -259,6 +259,30 @@ pub async fn current_state_changed_in(
     Ok(out)
 }
 
+/// The `m.room.history_visibility` events ever sent in each of `rooms`
+/// (their JSON, by room), to tell rooms whose history was always shared
+/// from those that need a per-event visibility check.
+pub async fn history_visibility_events(
+    db: &Db,
+    rooms: &[&str],
+) -> Result<Vec<(String, String)>, DbErr> {
+    let mut out = Vec::new();
+    for chunk in rooms.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT room_id, json FROM events WHERE event_type = 'm.room.history_visibility' \
+             AND state_key = '' AND room_id IN ({})",
+            in_list(1, chunk.len())
+        );
+        for r in db
+            .query_all(&sql, chunk.iter().map(|r| (*r).into()))
+            .await?
+        {
+            out.push((r.try_get("", "room_id")?, r.try_get("", "json")?));
+        }
+    }
+    Ok(out)
+}
+
 /// A new event's row.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {

@@ -148,6 +148,19 @@ pub fn invite_state(invite: &Json) -> Vec<Json> {
     out
 }
 
+/// Whether an `m.room.history_visibility` event (its JSON) lets members
+/// read everything sent while it was in force, also from before they
+/// joined: `shared` and `world_readable` do; anything else, or content
+/// that cannot be read, does not.
+pub fn history_always_visible_to_members(event_json: &str) -> bool {
+    serde_json::from_str::<Json>(event_json).is_ok_and(|e| {
+        matches!(
+            e["content"]["history_visibility"].as_str(),
+            Some("shared" | "world_readable")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use ruma::{owned_room_id, owned_user_id};
@@ -227,6 +240,17 @@ mod tests {
         assert_eq!(only_receipts[room.as_str()][0]["type"], "m.receipt");
         f.not_rooms = vec![room.clone()];
         assert!(ephemeral_by_room(typing, receipts, &f).is_empty());
+    }
+
+    #[test]
+    fn shared_history_needs_no_per_event_check() {
+        let hv = |v: &str| json!({"content": {"history_visibility": v}}).to_string();
+        assert!(history_always_visible_to_members(&hv("shared")));
+        assert!(history_always_visible_to_members(&hv("world_readable")));
+        assert!(!history_always_visible_to_members(&hv("joined")));
+        assert!(!history_always_visible_to_members(&hv("invited")));
+        assert!(!history_always_visible_to_members(r#"{"content": {}}"#));
+        assert!(!history_always_visible_to_members("not json"));
     }
 
     #[test]

@@ -217,15 +217,31 @@ pub async fn compute(
         );
     }
     g.timelines = split_timelines(rows, limit);
-    // A joined user sees everything from their (current) join on; only a
-    // timeline reaching back before it needs the history-visibility check.
-    for m in &plan.full {
-        if let Some(t) = g.timelines.get_mut(&m.room_id)
-            && t.rows
-                .first()
-                .and_then(|r| r.stream_ordering)
-                .is_some_and(|s| s < m.stream_ordering)
-        {
+    // A joined user sees everything from their (current) join on, and
+    // everything before it in a room whose history was always shared.
+    // Only other timelines reaching back before the join need the
+    // per-event history-visibility check.
+    let reaching_back: Vec<&str> = plan
+        .full
+        .iter()
+        .filter(|m| {
+            g.timelines.get(&m.room_id).is_some_and(|t| {
+                t.rows
+                    .first()
+                    .and_then(|r| r.stream_ordering)
+                    .is_some_and(|s| s < m.stream_ordering)
+            })
+        })
+        .map(|m| m.room_id.as_str())
+        .collect();
+    let restricted: HashSet<String> = events::history_visibility_events(db, &reaching_back)
+        .await?
+        .into_iter()
+        .filter(|(_, json)| !assemble::history_always_visible_to_members(json))
+        .map(|(room, _)| room)
+        .collect();
+    for room in reaching_back.iter().filter(|r| restricted.contains(**r)) {
+        if let Some(t) = g.timelines.get_mut(*room) {
             let rows = std::mem::take(&mut t.rows);
             t.rows = visibility::filter_events(db, user, &Access::Joined, rows).await?;
         }
