@@ -269,18 +269,25 @@ pub async fn compute(
         g.timelines.insert(m.room_id.clone(), t);
     }
 
-    let senders_of = |room: &str| -> HashSet<String> {
-        g.timelines
-            .get(room)
-            .map(|t| t.rows.iter().map(|r| r.sender.clone()).collect())
-            .unwrap_or_default()
-    };
-    let in_timeline = |room: &str| -> HashSet<i64> {
-        g.timelines
-            .get(room)
-            .map(|t| t.rows.iter().map(|r| r.event_nid).collect())
-            .unwrap_or_default()
-    };
+    // Per room: who sent the timeline's events, and which events it holds.
+    let senders: HashMap<&str, HashSet<String>> = g
+        .timelines
+        .iter()
+        .map(|(room, t)| {
+            (
+                room.as_str(),
+                t.rows.iter().map(|r| r.sender.clone()).collect(),
+            )
+        })
+        .collect();
+    let timeline_nids: HashMap<&str, HashSet<i64>> = g
+        .timelines
+        .iter()
+        .map(|(room, t)| (room.as_str(), t.rows.iter().map(|r| r.event_nid).collect()))
+        .collect();
+    let (no_senders, no_nids) = (HashSet::new(), HashSet::new());
+    let senders_of = |room: &str| senders.get(room).unwrap_or(&no_senders);
+    let in_timeline = |room: &str| timeline_nids.get(room).unwrap_or(&no_nids);
 
     // Summaries: rooms sent whole, and incremental rooms whose membership
     // changed in the timeline.
@@ -335,7 +342,7 @@ pub async fn compute(
             .collect();
         let mut needed: HashMap<&str, HashSet<String>> = HashMap::new();
         for room in full_st.iter().copied() {
-            let mut set = senders_of(room);
+            let mut set = senders_of(room).clone();
             set.insert(user.to_owned());
             if let Some(h) = heroes.get(room).filter(|_| !named.contains(room)) {
                 set.extend(h.iter().map(ToString::to_string));
@@ -363,7 +370,7 @@ pub async fn compute(
             entries,
             state_filter,
             None,
-            &in_timeline(room),
+            in_timeline(room),
         ));
     }
     let mut state_rows = events::get_many_by_nid(db, &wanted).await?;
@@ -390,8 +397,12 @@ pub async fn compute(
                 .copied()
                 .filter(|r| g.timelines.get(*r).is_some_and(|t| !t.rows.is_empty()))
                 .collect();
-            let users: HashSet<String> = active.iter().flat_map(|r| senders_of(r)).collect();
-            let users: Vec<&str> = users.iter().map(String::as_str).collect();
+            let users: HashSet<&str> = active
+                .iter()
+                .flat_map(|r| senders_of(r))
+                .map(String::as_str)
+                .collect();
+            let users: Vec<&str> = users.into_iter().collect();
             let mut nids = Vec::new();
             for (room, member, nid) in state_store::current_members_of(db, &active, &users).await? {
                 if senders_of(&room).contains(&member)
@@ -416,7 +427,7 @@ pub async fn compute(
         else {
             continue;
         };
-        let mut needed = senders_of(&m.room_id);
+        let mut needed = senders_of(&m.room_id).clone();
         needed.insert(user.to_owned());
         let entries: Vec<StateKey> = state_store::load_snapshot(db, snapshot, None)
             .await?
@@ -431,7 +442,7 @@ pub async fn compute(
             &entries,
             state_filter,
             lazy.then_some(&needed),
-            &in_timeline(&m.room_id),
+            in_timeline(&m.room_id),
         );
         let after = if *whole { 0 } else { since_tl.unwrap_or(0) };
         state_rows.extend(
