@@ -245,7 +245,53 @@ async fn joined_history_is_hidden_from_late_joiners(backend: Backend) {
     assert_eq!(bodies(timeline), ["secret", "visible"], "{resp}");
 }
 
+async fn knocks_show_the_room(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_alice_id, alice_token) = create_user(&server, "alice").await;
+    let (bob_id, bob_token) = create_user(&server, "bob").await;
+    let alice = server.client().with_token(&alice_token);
+    let bob = server.client().with_token(&bob_token);
+    let room = ok(alice
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({
+                "name": "Door",
+                "initial_state": [{
+                    "type": "m.room.join_rules", "state_key": "",
+                    "content": {"join_rule": "knock"},
+                }],
+            }),
+        )
+        .await)
+    .await["room_id"]
+        .as_str()
+        .expect("room_id")
+        .to_owned();
+    let token = next_batch(&sync(&bob, "").await);
+    ok(bob
+        .post(
+            &format!("{V3}/knock/{}", enc(&room)),
+            &json!({"reason": "hi"}),
+        )
+        .await)
+    .await;
+    let resp = sync(&bob, &since(&token)).await;
+    let knock = section(&resp, "knock", &room).expect("knock section");
+    let events = knock["knock_state"]["events"].as_array().expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "m.room.join_rules" && e["content"]["join_rule"] == "knock"),
+        "{knock}"
+    );
+    let last = events.last().expect("knock event");
+    assert_eq!(last["state_key"], bob_id.as_str(), "{knock}");
+    assert_eq!(last["content"]["membership"], "knock", "{knock}");
+    assert!(section(&resp, "join", &room).is_none());
+}
+
 backend_tests!(
     invite_join_leave_kick_ban,
-    joined_history_is_hidden_from_late_joiners
+    joined_history_is_hidden_from_late_joiners,
+    knocks_show_the_room
 );

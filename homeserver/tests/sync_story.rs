@@ -223,4 +223,73 @@ async fn initial_and_incremental(backend: Backend) {
     );
 }
 
-backend_tests!(initial_and_incremental);
+/// Many rooms in one sync: every room with its own newest events, and an
+/// incremental sync naming exactly the rooms that changed; `full_state`
+/// sends a room whole again.
+async fn many_rooms(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_alice_id, alice_token) = create_user(&server, "alice").await;
+    let alice = server.client().with_token(&alice_token);
+    let mut rooms = Vec::new();
+    for i in 0..12 {
+        let (status, resp) = alice
+            .post(
+                &format!("{V3}/createRoom"),
+                &json!({"name": format!("room {i}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{resp}");
+        let room = resp["room_id"].as_str().expect("room_id").to_owned();
+        send(&alice, &room, &format!("m{i}"), &format!("hello {i}")).await;
+        rooms.push(room);
+    }
+    let resp = sync(
+        &alice,
+        &filter_param(&json!({"room": {"timeline": {"limit": 1}}})),
+    )
+    .await;
+    let join = resp["rooms"]["join"].as_object().expect("join");
+    assert_eq!(join.len(), rooms.len());
+    for (i, room) in rooms.iter().enumerate() {
+        let timeline = &join[room]["timeline"];
+        assert_eq!(
+            bodies(&timeline["events"]),
+            [format!("hello {i}")],
+            "{room}"
+        );
+        assert_eq!(timeline["limited"], true);
+        assert!(types(&join[room]["state"]["events"]).contains(&"m.room.name".to_owned()));
+    }
+    let token = resp["next_batch"].as_str().expect("next_batch").to_owned();
+    for i in [2, 7, 11] {
+        send(
+            &alice,
+            &rooms[i],
+            &format!("again{i}"),
+            &format!("again {i}"),
+        )
+        .await;
+    }
+    let resp = sync(&alice, &format!("since={}", enc(&token))).await;
+    let join = resp["rooms"]["join"].as_object().expect("join");
+    let mut changed: Vec<&String> = join.keys().collect();
+    changed.sort();
+    let mut expected = vec![&rooms[2], &rooms[7], &rooms[11]];
+    expected.sort();
+    assert_eq!(changed, expected, "{resp}");
+    assert_eq!(bodies(&join[&rooms[7]]["timeline"]["events"]), ["again 7"]);
+
+    // full_state: every room, whole, even with nothing new.
+    let next = resp["next_batch"].as_str().expect("next_batch").to_owned();
+    let resp = sync(&alice, &format!("since={}&full_state=true", enc(&next))).await;
+    let join = resp["rooms"]["join"].as_object().expect("join");
+    assert_eq!(join.len(), rooms.len(), "{resp}");
+    let state = types(&join[&rooms[0]]["state"]["events"]);
+    let timeline = types(&join[&rooms[0]]["timeline"]["events"]);
+    assert!(
+        state.iter().chain(&timeline).any(|t| t == "m.room.create"),
+        "{resp}"
+    );
+}
+
+backend_tests!(initial_and_incremental, many_rooms);
