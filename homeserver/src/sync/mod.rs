@@ -2,6 +2,7 @@
 //!
 //! - [`token`]: the sync token, one position per stream.
 //! - [`filter`]: the request's filter and what it selects.
+//! - [`plan`]: which rooms a response covers and how, timeline limits.
 //! - [`compute`]: one response from the database and in-memory streams.
 //! - [`assemble`]: the pure rules of the response (state selection,
 //!   summaries, ephemeral and stripped events).
@@ -27,6 +28,7 @@
 pub mod assemble;
 pub mod compute;
 pub mod filter;
+pub mod plan;
 pub mod token;
 
 pub use compute::{SyncParams, compute, current_token, is_empty};
