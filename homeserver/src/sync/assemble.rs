@@ -5,10 +5,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::api::client::filter::RoomEventFilter;
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
+use ruma::{OwnedRoomId, OwnedUserId, UInt};
 use serde_json::{Map, Value as Json, json};
 
 use super::filter;
+use crate::storage::push_actions::UnreadCounts;
 
 /// Most heroes a summary names (the spec's "up to 5").
 pub const MAX_HEROES: usize = 5;
@@ -148,6 +150,16 @@ pub fn invite_state(invite: &Json) -> Vec<Json> {
     out
 }
 
+/// A room's `unread_notifications`, always with both counts (0 when the
+/// room has nothing unread), as Synapse sends them.
+pub fn unread_notifications(counts: Option<&UnreadCounts>) -> UnreadNotificationsCount {
+    let counts = counts.copied().unwrap_or_default();
+    let mut out = UnreadNotificationsCount::new();
+    out.notification_count = Some(UInt::new_saturating(counts.notification_count));
+    out.highlight_count = Some(UInt::new_saturating(counts.highlight_count));
+    out
+}
+
 /// Whether an `m.room.history_visibility` event (its JSON) lets members
 /// read everything sent while it was in force, also from before they
 /// joined: `shared` and `world_readable` do; anything else, or content
@@ -240,6 +252,22 @@ mod tests {
         assert_eq!(only_receipts[room.as_str()][0]["type"], "m.receipt");
         f.not_rooms = vec![room.clone()];
         assert!(ephemeral_by_room(typing, receipts, &f).is_empty());
+    }
+
+    #[test]
+    fn unread_counts_are_always_sent() {
+        let n = unread_notifications(None);
+        assert_eq!(n.notification_count, Some(UInt::MIN));
+        assert_eq!(n.highlight_count, Some(UInt::MIN));
+        let counts = UnreadCounts {
+            notification_count: 4,
+            highlight_count: 1,
+        };
+        let n = unread_notifications(Some(&counts));
+        assert_eq!(n.notification_count, Some(UInt::from(4u32)));
+        assert_eq!(n.highlight_count, Some(UInt::from(1u32)));
+        let json = serde_json::to_value(&n).expect("serialise");
+        assert_eq!(json, json!({"notification_count": 4, "highlight_count": 1}));
     }
 
     #[test]

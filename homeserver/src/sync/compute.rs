@@ -20,7 +20,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::api::client::filter::FilterDefinition;
-use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::api::client::sync::sync_events::v3 as sync_events;
 use ruma::serde::Raw;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
@@ -490,11 +489,7 @@ pub async fn compute(
     let join_ids: Vec<&str> = join.keys().map(|r| r.as_str()).collect();
     let unread = push_actions::unread_counts(db, user, &join_ids).await?;
     for (room_id, room) in join.iter_mut() {
-        let counts = unread.get(room_id.as_str()).copied().unwrap_or_default();
-        let mut n = UnreadNotificationsCount::new();
-        n.notification_count = Some(uint(counts.notification_count));
-        n.highlight_count = Some(uint(counts.highlight_count));
-        room.unread_notifications = n;
+        room.unread_notifications = assemble::unread_notifications(unread.get(room_id.as_str()));
     }
 
     // Left rooms.
