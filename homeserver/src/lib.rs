@@ -16,6 +16,7 @@ pub mod rooms;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;
 pub mod time;
 pub mod typing;

@@ -45,6 +45,10 @@ pub fn router(state: AppState) -> Router {
     );
     r = client::rooms::routes(r);
     r = client::receipts::routes(r);
+    r = route::<::ruma::api::client::sync::sync_events::v3::Request, _, _>(
+        r,
+        client::sync::sync_events,
+    );
     r = r.route(
         "/.well-known/matrix/client",
         get(client::discovery::well_known_client),

@@ -157,6 +157,132 @@ pub async fn max_stream(db: &Db) -> Result<i64, DbErr> {
         .unwrap_or(0))
 }
 
+/// [`COLS`] qualified by a table alias, for joins.
+fn cols_of(alias: &str) -> String {
+    COLS.split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rooms per statement of the per-room reads below.
+const ROOMS_PER_QUERY: usize = 100;
+
+/// For each of `rooms`, its newest (at most `per_room`) timeline events at
+/// stream positions in `(after, until]` that satisfy `condition` (SQL over
+/// `events` columns with placeholders from `$4`), oldest first. One
+/// statement per [`ROOMS_PER_QUERY`] rooms: a `UNION ALL` of one
+/// index-ordered, limited scan per room, so the cost follows the events
+/// returned, not the rooms' history (a window function over all of a
+/// room's events would read them all).
+pub async fn latest_per_room(
+    db: &Db,
+    rooms: &[&str],
+    (after, until): (i64, i64),
+    per_room: u64,
+    condition: Option<&(String, Vec<sea_orm::Value>)>,
+) -> Result<Vec<EventRow>, DbErr> {
+    let mut out = Vec::new();
+    if per_room == 0 {
+        return Ok(out);
+    }
+    let limit = i64::try_from(per_room).unwrap_or(i64::MAX);
+    let (cond_sql, cond_values) = match condition {
+        Some((sql, values)) => (format!(" AND {sql}"), values.clone()),
+        None => (String::new(), Vec::new()),
+    };
+    for chunk in rooms.chunks(ROOMS_PER_QUERY) {
+        let first_room = 4 + cond_values.len();
+        let branches: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT {COLS} FROM events WHERE room_id = ${} \
+                     AND stream_ordering > $1 AND stream_ordering <= $2{cond_sql} \
+                     ORDER BY stream_ordering DESC LIMIT $3) AS b{i}",
+                    first_room + i
+                )
+            })
+            .collect();
+        let sql = branches.join(" UNION ALL ");
+        let mut values: Vec<sea_orm::Value> = vec![after.into(), until.into(), limit.into()];
+        values.extend(cond_values.iter().cloned());
+        values.extend(chunk.iter().map(|r| (*r).into()));
+        for r in &db.query_all(&sql, values).await? {
+            out.push(row(r)?);
+        }
+    }
+    out.sort_by_key(|r| r.stream_ordering);
+    Ok(out)
+}
+
+/// The events of `nids`, in no particular order.
+pub async fn get_many_by_nid(db: &Db, nids: &[i64]) -> Result<Vec<EventRow>, DbErr> {
+    let mut out = Vec::with_capacity(nids.len());
+    for chunk in nids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT {COLS} FROM events WHERE event_nid IN ({})",
+            in_list(1, chunk.len())
+        );
+        for r in &db
+            .query_all(&sql, chunk.iter().map(|n| (*n).into()))
+            .await?
+        {
+            out.push(row(r)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The state events of `rooms` sent at positions in `(after, until]` that
+/// are still part of their room's current state: what changed in the
+/// rooms' state over that range, by the events that hold it now.
+pub async fn current_state_changed_in(
+    db: &Db,
+    rooms: &[&str],
+    (after, until): (i64, i64),
+) -> Result<Vec<EventRow>, DbErr> {
+    let mut out = Vec::new();
+    let cols = cols_of("e");
+    for chunk in rooms.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT {cols} FROM events e JOIN current_state c ON c.event_nid = e.event_nid \
+             WHERE e.room_id IN ({}) AND e.stream_ordering > $1 AND e.stream_ordering <= $2 \
+             ORDER BY e.stream_ordering",
+            in_list(3, chunk.len())
+        );
+        let mut values: Vec<sea_orm::Value> = vec![after.into(), until.into()];
+        values.extend(chunk.iter().map(|r| (*r).into()));
+        for r in &db.query_all(&sql, values).await? {
+            out.push(row(r)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The `m.room.history_visibility` events ever sent in each of `rooms`
+/// (their JSON, by room), to tell rooms whose history was always shared
+/// from those that need a per-event visibility check.
+pub async fn history_visibility_events(
+    db: &Db,
+    rooms: &[&str],
+) -> Result<Vec<(String, String)>, DbErr> {
+    let mut out = Vec::new();
+    for chunk in rooms.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT room_id, json FROM events WHERE event_type = 'm.room.history_visibility' \
+             AND state_key = '' AND room_id IN ({})",
+            in_list(1, chunk.len())
+        );
+        for r in db
+            .query_all(&sql, chunk.iter().map(|r| (*r).into()))
+            .await?
+        {
+            out.push((r.try_get("", "room_id")?, r.try_get("", "json")?));
+        }
+    }
+    Ok(out)
+}
+
 /// A new event's row.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {

@@ -117,3 +117,82 @@ pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<bool, DbErr
         .await?;
     Ok(n > 0)
 }
+
+/// Every membership of a user, whatever its value (sync sorts them).
+pub async fn all_of_user(db: &Db, user_id: &str) -> Result<Vec<MembershipRow>, DbErr> {
+    db.query_all(
+        &format!("SELECT {COLS} FROM room_memberships WHERE user_id = $1 ORDER BY stream_ordering"),
+        [user_id.into()],
+    )
+    .await?
+    .iter()
+    .map(row)
+    .collect()
+}
+
+/// Joined and invited member counts of each of `rooms` (absent: none).
+pub async fn member_counts(
+    db: &Db,
+    rooms: &[&str],
+) -> Result<std::collections::HashMap<String, (u64, u64)>, DbErr> {
+    let mut out: std::collections::HashMap<String, (u64, u64)> = std::collections::HashMap::new();
+    for chunk in rooms.chunks(super::IN_CHUNK) {
+        let sql = format!(
+            "SELECT room_id, membership, COUNT(*) AS n FROM room_memberships \
+             WHERE room_id IN ({}) AND membership IN ('join', 'invite') \
+             GROUP BY room_id, membership",
+            super::in_list(1, chunk.len())
+        );
+        for r in db
+            .query_all(&sql, chunk.iter().map(|r| (*r).into()))
+            .await?
+        {
+            let room: String = r.try_get("", "room_id")?;
+            let membership: String = r.try_get("", "membership")?;
+            let n: i64 = r.try_get("", "n")?;
+            let n = u64::try_from(n).unwrap_or(0);
+            let entry = out.entry(room).or_default();
+            if membership == "join" {
+                entry.0 = n;
+            } else {
+                entry.1 = n;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// For each of `rooms`, up to `per_room` members other than `user_id`
+/// ordered as Synapse picks room heroes: joined before invited before
+/// departed, then by when their membership was set. Rows are
+/// `(room_id, user_id, membership)`.
+pub async fn hero_candidates(
+    db: &Db,
+    rooms: &[&str],
+    user_id: &str,
+    per_room: i64,
+) -> Result<Vec<(String, String, String)>, DbErr> {
+    let mut out = Vec::new();
+    for chunk in rooms.chunks(super::IN_CHUNK) {
+        let sql = format!(
+            "SELECT room_id, user_id, membership FROM ( \
+               SELECT room_id, user_id, membership, stream_ordering, ROW_NUMBER() OVER ( \
+                 PARTITION BY room_id ORDER BY CASE membership WHEN 'join' THEN 1 \
+                 WHEN 'invite' THEN 2 ELSE 3 END, stream_ordering) AS rn \
+               FROM room_memberships WHERE room_id IN ({}) AND user_id <> $1 \
+                 AND membership IN ('join', 'invite', 'leave', 'ban')) ranked \
+             WHERE rn <= $2 ORDER BY room_id, rn",
+            super::in_list(3, chunk.len())
+        );
+        let mut values: Vec<sea_orm::Value> = vec![user_id.into(), per_room.into()];
+        values.extend(chunk.iter().map(|r| (*r).into()));
+        for r in db.query_all(&sql, values).await? {
+            out.push((
+                r.try_get("", "room_id")?,
+                r.try_get("", "user_id")?,
+                r.try_get("", "membership")?,
+            ));
+        }
+    }
+    Ok(out)
+}

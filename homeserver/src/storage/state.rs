@@ -366,3 +366,75 @@ pub async fn current_event_id(
     .map(|r| r.try_get("", "event_id"))
     .transpose()
 }
+
+/// Every current state key of each of `rooms`, without event content:
+/// `(room_id, type, state_key, event_nid)`. Sync picks the entries it
+/// needs (filters, lazy-loaded members) before reading any event. With
+/// `without_members`, member entries are left out (lazy-loading reads the
+/// few it needs with [`current_members_of`]).
+pub async fn current_keys_of_rooms(
+    db: &Db,
+    rooms: &[&str],
+    without_members: bool,
+) -> Result<Vec<(String, String, String, i64)>, DbErr> {
+    let mut out = Vec::new();
+    let members = if without_members {
+        " AND event_type <> 'm.room.member'"
+    } else {
+        ""
+    };
+    for chunk in rooms.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT room_id, event_type, state_key, event_nid FROM current_state \
+             WHERE room_id IN ({}){members}",
+            in_list(1, chunk.len())
+        );
+        for r in db
+            .query_all(&sql, chunk.iter().map(|r| (*r).into()))
+            .await?
+        {
+            out.push((
+                r.try_get("", "room_id")?,
+                r.try_get("", "event_type")?,
+                r.try_get("", "state_key")?,
+                r.try_get("", "event_nid")?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The current member entries of `users` in `rooms` (every pair that
+/// exists): `(room_id, user_id, event_nid)`.
+pub async fn current_members_of(
+    db: &Db,
+    rooms: &[&str],
+    users: &[&str],
+) -> Result<Vec<(String, String, i64)>, DbErr> {
+    let mut out = Vec::new();
+    if users.is_empty() {
+        return Ok(out);
+    }
+    for room_chunk in rooms.chunks(IN_CHUNK / 2) {
+        for user_chunk in users.chunks(IN_CHUNK / 2) {
+            let sql = format!(
+                "SELECT room_id, state_key, event_nid FROM current_state \
+                 WHERE event_type = 'm.room.member' AND room_id IN ({}) AND state_key IN ({})",
+                in_list(1, room_chunk.len()),
+                in_list(1 + room_chunk.len(), user_chunk.len())
+            );
+            let values = room_chunk
+                .iter()
+                .chain(user_chunk.iter())
+                .map(|v| (*v).into());
+            for r in db.query_all(&sql, values).await? {
+                out.push((
+                    r.try_get("", "room_id")?,
+                    r.try_get("", "state_key")?,
+                    r.try_get("", "event_nid")?,
+                ));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -5,4 +5,5 @@ pub mod directory;
 pub mod discovery;
 pub mod receipts;
 pub mod rooms;
+pub mod sync;
 pub mod user_data;

@@ -6,7 +6,8 @@
 //! A token `t<N>` is a position in the timeline stream between the events
 //! at stream positions `N` and `N + 1`: paginating backwards from it
 //! returns events at `N` and below, forwards events above `N`. Sync's
-//! `prev_batch` for a timeline starting at position `S` is `t<S-1>`.
+//! `prev_batch` for a timeline starting at position `S` is `t<S-1>`. A
+//! sync token (`s<N>_...`) is accepted too, as the position `N`.
 //! Reads never go past the stream position every writer has committed
 //! ([`crate::rooms::stream::StreamPositions::current`]).
 
@@ -46,10 +47,13 @@ fn viewer(auth: &Authed) -> Viewer<'_> {
     }
 }
 
+/// A `/messages` token, or a sync token (clients pass `next_batch` as
+/// `from`), whose timeline position is the same kind of position.
 fn parse_token(token: &str) -> Result<i64, ApiError> {
     token
         .strip_prefix('t')
         .and_then(|n| n.parse::<i64>().ok())
+        .or_else(|| crate::sync::SyncToken::parse(token).map(|t| t.timeline))
         .filter(|n| *n >= 0)
         .ok_or_else(|| ApiError::invalid_param(format!("invalid pagination token {token:?}")))
 }

@@ -83,6 +83,8 @@ pub async fn set_global(
         &content,
     )
     .await?;
+    // Long-polling syncs of the user deliver the change at once.
+    state.notifier().wake_user(&auth.user_id);
     Ok(RumaResponse(set_global_account_data::v3::Response::new()))
 }
 
@@ -119,6 +121,8 @@ pub async fn set_room(
         &content,
     )
     .await?;
+    // Long-polling syncs of the user deliver the change at once.
+    state.notifier().wake_user(&auth.user_id);
     Ok(RumaResponse(set_room_account_data::v3::Response::new()))
 }
 

@@ -118,6 +118,8 @@ pub async fn set_rule(
         check_size(rules)
     })
     .await?;
+    // Long-polling syncs of the user deliver the change at once.
+    state.notifier().wake_user(&auth.user_id);
     Ok(RumaResponse(set_pushrule::v3::Response::new()))
 }
 
@@ -137,6 +139,8 @@ pub async fn delete_rule(
         })
     })
     .await?;
+    // Long-polling syncs of the user deliver the change at once.
+    state.notifier().wake_user(&auth.user_id);
     Ok(RumaResponse(delete_pushrule::v3::Response::new()))
 }
 
@@ -164,6 +168,8 @@ pub async fn set_enabled(
             .map_err(|_| rule_not_found())
     })
     .await?;
+    // Long-polling syncs of the user deliver the change at once.
+    state.notifier().wake_user(&auth.user_id);
     Ok(RumaResponse(set_pushrule_enabled::v3::Response::new()))
 }
 
@@ -192,5 +198,7 @@ pub async fn set_actions(
         check_size(rules)
     })
     .await?;
+    // Long-polling syncs of the user deliver the change at once.
+    state.notifier().wake_user(&auth.user_id);
     Ok(RumaResponse(set_pushrule_actions::v3::Response::new()))
 }

@@ -94,6 +94,8 @@ pub async fn add(
         },
     )
     .await?;
+    // Long-polling syncs of the user deliver the change at once.
+    state.notifier().wake_user(&auth.user_id);
     Ok(RumaResponse(create_tag::v3::Response::new()))
 }
 
@@ -119,5 +121,7 @@ pub async fn remove(
         },
     )
     .await?;
+    // Long-polling syncs of the user deliver the change at once.
+    state.notifier().wake_user(&auth.user_id);
     Ok(RumaResponse(delete_tag::v3::Response::new()))
 }

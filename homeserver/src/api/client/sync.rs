@@ -1,0 +1,101 @@
+//! `GET /_matrix/client/v3/sync`: the handler and its long-poll.
+//!
+//! With a `since` token and a `timeout`, a request that finds nothing new
+//! waits: it registers with the notifier (under the user and every room
+//! they are joined to) *before* computing the response, so a change that
+//! commits between that computation and the wait still wakes it. A wake-up
+//! that turns out to carry nothing for this request (a filtered event, say)
+//! computes again and goes back to waiting until the timeout.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use prometheus::IntGauge;
+use ruma::RoomId;
+use ruma::api::client::sync::sync_events::v3 as sync_events;
+
+use crate::api::auth::Authed;
+use crate::api::error::ApiError;
+use crate::api::ruma_wrapper::{Ruma, RumaResponse};
+use crate::state::AppState;
+use crate::storage::{memberships, push_rules};
+use crate::sync::{self, SyncParams, SyncToken};
+
+/// The longest a request may wait. Clients ask for 30 s; reverse proxies
+/// cut connections after a minute or so anyway, and an unbounded wait would
+/// let one client hold server resources at will.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Counts a waiting request in `sync_waiting` for as long as it lives:
+/// dropped on every exit, including the client going away (the handler's
+/// future is dropped mid-wait).
+struct Waiting(IntGauge);
+
+impl Waiting {
+    fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pub async fn sync_events(
+    State(state): State<AppState>,
+    auth: Authed,
+    Ruma(req): Ruma<sync_events::Request>,
+) -> Result<RumaResponse<sync_events::Response>, ApiError> {
+    let db = state.db();
+    let since = req
+        .since
+        .as_deref()
+        .map(SyncToken::parse_param)
+        .transpose()?;
+    let filter = sync::filter::resolve(db, auth.user_id.as_str(), req.filter).await?;
+    if since.is_none() {
+        // Push rules are stored on first access; do it before taking the
+        // token so the initial sync carries them (clients need them).
+        push_rules::ensure_stored(db, &auth.user_id).await?;
+    }
+    let params = SyncParams {
+        user_id: &auth.user_id,
+        device_id: &auth.device_id,
+        since,
+        full_state: req.full_state,
+        filter: &filter,
+    };
+    let timeout = if since.is_none() || req.full_state {
+        Duration::ZERO
+    } else {
+        req.timeout.unwrap_or(Duration::ZERO).min(MAX_TIMEOUT)
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut waiting: Option<Waiting> = None;
+    loop {
+        let rows = memberships::all_of_user(db, auth.user_id.as_str()).await?;
+        let listener = (!timeout.is_zero()).then(|| {
+            let joined = rows
+                .iter()
+                .filter(|m| m.membership == "join")
+                .filter_map(|m| <&RoomId>::try_from(m.room_id.as_str()).ok());
+            state.notifier().listen(&auth.user_id, joined)
+        });
+        let now = sync::current_token(&state).await?;
+        let resp = sync::compute(&state, &params, rows, now).await?;
+        let Some(listener) = listener else {
+            return Ok(RumaResponse(resp));
+        };
+        if !sync::is_empty(&resp) {
+            return Ok(RumaResponse(resp));
+        }
+        waiting.get_or_insert_with(|| Waiting::new(&state.metrics().sync_waiting));
+        match tokio::time::timeout_at(deadline, listener.woken()).await {
+            Ok(()) => state.metrics().sync_woken.inc(),
+            Err(_) => return Ok(RumaResponse(resp)),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! `/sync`: initial and incremental sync, and long-polling.
+//!
+//! - [`token`]: the sync token, one position per stream.
+//! - [`filter`]: the request's filter and what it selects.
+//! - [`plan`]: which rooms a response covers and how, timeline limits.
+//! - [`compute`]: one response from the database and in-memory streams.
+//! - [`assemble`]: the pure rules of the response (state selection,
+//!   summaries, ephemeral and stripped events).
+//!
+//! # Choices where the spec is silent (following Synapse)
+//! - Timelines default to 10 events per room, at most 100.
+//! - An initial sync, or one with `full_state`, returns at once; only an
+//!   incremental sync long-polls.
+//! - Rooms left after the token always appear under `leave`; rooms left
+//!   before it only in an initial (or `full_state`) sync whose filter has
+//!   `include_leave`. Forgotten rooms never.
+//! - Lazy-loading: an initial sync sends the members of the timeline's
+//!   senders, the user's own and, for rooms without a name, the heroes';
+//!   an incremental sync sends the members of the timeline's senders each
+//!   time, without remembering what each device already has. Clients treat
+//!   these as state updates to what they hold, so a redundant member is
+//!   harmless (`include_redundant_members` is in effect always on).
+//! - `summary` (counts and heroes) is sent for rooms sent whole and for
+//!   rooms whose timeline has membership changes; heroes are always
+//!   listed, clients use them only for rooms without a name.
+//! - `presence` is empty and `set_presence` is accepted and ignored.
+
+pub mod assemble;
+pub mod compute;
+pub mod filter;
+pub mod plan;
+pub mod token;
+
+pub use compute::{SyncParams, compute, current_token, is_empty};
+pub use token::SyncToken;
