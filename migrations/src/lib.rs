@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_accounts;
 mod m0002_user_data;
 mod m0003_rooms;
+mod m0006_e2ee;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_accounts::Migration),
             Box::new(m0002_user_data::Migration),
             Box::new(m0003_rooms::Migration),
+            Box::new(m0006_e2ee::Migration),
         ]
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod account;
 pub mod discovery;
+pub mod keys;
 pub mod rooms;
 pub mod user_data;

@@ -28,6 +28,7 @@ pub async fn deactivate(
     )
     .await?;
     accounts::deactivate(state.db(), auth.user_id.as_str()).await?;
+    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
     tracing::info!(user_id = %auth.user_id, "account deactivated");
     // No third-party identifiers are ever bound, so there was nothing to
     // unbind: Synapse reports that as success.
