@@ -241,13 +241,13 @@ async fn concurrent_claims_never_share_a_key(backend: Backend) {
     let mut alice = Device::new(&alice_id, &alice_dev);
     let otks = alice.one_time_keys(10);
     let fallback = alice.fallback_key();
-    let fallback_id = fallback
+    let (fallback_id, fallback_key) = fallback
         .as_object()
         .expect("fallback")
-        .keys()
+        .iter()
         .next()
-        .expect("one")
-        .clone();
+        .map(|(id, key)| (id.clone(), key.clone()))
+        .expect("one");
     upload(
         &as_alice,
         &json!({ "device_keys": alice.device_keys(), "one_time_keys": otks, "fallback_keys": fallback }),
@@ -266,17 +266,18 @@ async fn concurrent_claims_never_share_a_key(backend: Backend) {
         let as_bob = client.with_token(&bob_token);
         let (alice_id, alice_dev) = (alice_id.clone(), alice_dev.clone());
         tasks.push(tokio::spawn(async move {
-            claim(&as_bob, &alice_id, &alice_dev).await.0
+            claim(&as_bob, &alice_id, &alice_dev).await
         }));
     }
     let mut one_time = BTreeSet::new();
     let mut fallbacks = 0;
     for t in tasks {
-        let id = t.await.expect("claim task");
-        if id == fallback_id {
+        let (id, key) = t.await.expect("claim task");
+        if key == fallback_key {
+            assert_eq!(id, fallback_id);
             fallbacks += 1;
         } else {
-            assert!(otks.get(&id).is_some(), "{id} was uploaded");
+            assert_eq!(otks.get(&id), Some(&key), "{id} was uploaded");
             assert!(one_time.insert(id.clone()), "{id} handed out twice");
         }
     }
@@ -312,9 +313,12 @@ async fn bad_key_uploads_get_spec_errors(backend: Backend) {
     let alice = Device::new(&alice_id, &alice_dev);
     let path = "/_matrix/client/v3/keys/upload";
 
-    // Unsigned.
+    // Unsigned: no signatures at all is malformed, no signature by the
+    // device is invalid.
     let mut keys = alice.device_keys();
     keys.as_object_mut().expect("object").remove("signatures");
+    assert_error(&as_alice.post(path, &json!({ "device_keys": keys })).await, 400, "M_BAD_JSON");
+    keys["signatures"] = json!({});
     assert_error(&as_alice.post(path, &json!({ "device_keys": keys })).await, 400, "M_INVALID_PARAM");
     // Signed by another key.
     let impostor = Device::new(&alice_id, &alice_dev);

@@ -6,7 +6,7 @@
 
 use sea_orm::DbErr;
 
-use super::{Db, Tx};
+use super::Tx;
 use crate::storage::Sql as _;
 
 /// A backup version's metadata.
