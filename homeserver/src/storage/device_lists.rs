@@ -212,7 +212,7 @@ mod tests {
         // b leaves the only shared room: left, not changed.
         member(&db, "!r:x", "@b:x", "leave", 5).await;
         let d2 = change(&db, "@b:x").await;
-        let (changed, left) = changes_for_sync(&db, "@a:x", pos(4, d1), pos(5, d2))
+        let (changed, left) = changes_for_sync(&db, "@a:x", pos(4, d2 - 1), pos(5, d2))
             .await
             .expect("changes");
         assert!(changed.is_empty(), "{changed:?}");
