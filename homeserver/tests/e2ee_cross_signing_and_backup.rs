@@ -72,11 +72,19 @@ async fn cross_signing_story(backend: Backend) {
     // A self-signing key not signed by the master key is refused.
     let alice_keys = CrossSigning::new();
     let mut bad = alice_keys.upload_body(&alice_id);
-    bad["self_signing_key"] = alice_keys.self_signing.key_object(&alice_id, "self_signing");
-    assert_error(&as_alice.post(UPLOAD, &bad).await, 400, "M_INVALID_SIGNATURE");
+    bad["self_signing_key"] = alice_keys
+        .self_signing
+        .key_object(&alice_id, "self_signing");
+    assert_error(
+        &as_alice.post(UPLOAD, &bad).await,
+        400,
+        "M_INVALID_SIGNATURE",
+    );
     // Someone else's keys are refused.
     assert_error(
-        &as_alice.post(UPLOAD, &CrossSigning::new().upload_body(&bob_id)).await,
+        &as_alice
+            .post(UPLOAD, &CrossSigning::new().upload_body(&bob_id))
+            .await,
         400,
         "M_INVALID_PARAM",
     );
@@ -122,7 +130,10 @@ async fn cross_signing_story(backend: Backend) {
 
     // Alice signs her device with her self-signing key.
     let mut device_keys = own["device_keys"][&alice_id][&alice_dev].clone();
-    device_keys.as_object_mut().expect("object").remove("unsigned");
+    device_keys
+        .as_object_mut()
+        .expect("object")
+        .remove("unsigned");
     alice_keys.self_signing.sign(&alice_id, &mut device_keys);
     // A forged signature on her master key fails on its own.
     let mut master = own["master_keys"][&alice_id].clone();
@@ -147,10 +158,16 @@ async fn cross_signing_story(backend: Backend) {
         "M_INVALID_SIGNATURE",
         "{resp}"
     );
-    assert!(resp["failures"][&alice_id].get(&alice_dev).is_none(), "{resp}");
+    assert!(
+        resp["failures"][&alice_id].get(&alice_dev).is_none(),
+        "{resp}"
+    );
     let seen_by_bob = query(&as_bob, &alice_id).await;
     let sigs = &seen_by_bob["device_keys"][&alice_id][&alice_dev]["signatures"][&alice_id];
-    assert!(sigs[alice_keys.self_signing.key_id()].is_string(), "{seen_by_bob}");
+    assert!(
+        sigs[alice_keys.self_signing.key_id()].is_string(),
+        "{seen_by_bob}"
+    );
     assert!(sigs[format!("ed25519:{alice_dev}")].is_string());
 
     // Bob verifies Alice: his user-signing key signs her master key. Bob
@@ -165,7 +182,8 @@ async fn cross_signing_story(backend: Backend) {
         .await;
     assert_eq!(status, 200, "{resp}");
     assert!(
-        resp.get("failures").is_none_or(|f| f.as_object().is_some_and(|f| f.is_empty())),
+        resp.get("failures")
+            .is_none_or(|f| f.as_object().is_some_and(|f| f.is_empty())),
         "{resp}"
     );
     let seen_by_bob = query(&as_bob, &alice_id).await;
@@ -209,7 +227,12 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(s)
 }
 
-fn session_data(first_message_index: u64, forwarded_count: u64, is_verified: bool, tag: &str) -> Value {
+fn session_data(
+    first_message_index: u64,
+    forwarded_count: u64,
+    is_verified: bool,
+    tag: &str,
+) -> Value {
     json!({
         "first_message_index": first_message_index,
         "forwarded_count": forwarded_count,
@@ -228,8 +251,14 @@ async fn key_backup_story(backend: Backend) {
         "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2",
         "auth_data": { "public_key": "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo", "signatures": {} },
     });
-    assert_error(&as_alice.get("/_matrix/client/v3/room_keys/version").await, 404, "M_NOT_FOUND");
-    let (status, resp) = as_alice.post("/_matrix/client/v3/room_keys/version", &algorithm).await;
+    assert_error(
+        &as_alice.get("/_matrix/client/v3/room_keys/version").await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let (status, resp) = as_alice
+        .post("/_matrix/client/v3/room_keys/version", &algorithm)
+        .await;
     assert_eq!(status, 200, "{resp}");
     let v1 = resp["version"].as_str().expect("version").to_owned();
     let (status, info) = as_alice.get("/_matrix/client/v3/room_keys/version").await;
@@ -242,25 +271,58 @@ async fn key_backup_story(backend: Backend) {
 
     let room = "!room:test.localhost";
     let session_path = |v: &str, s: &str| {
-        format!("/_matrix/client/v3/room_keys/keys/{}/{s}?version={v}", enc(room))
+        format!(
+            "/_matrix/client/v3/room_keys/keys/{}/{s}?version={v}",
+            enc(room)
+        )
     };
-    let (status, resp) = as_alice.put(&session_path(&v1, "s1"), &session_data(5, 1, false, "first")).await;
+    let (status, resp) = as_alice
+        .put(
+            &session_path(&v1, "s1"),
+            &session_data(5, 1, false, "first"),
+        )
+        .await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["count"], 1);
     let etag1 = resp["etag"].as_str().expect("etag").to_owned();
     assert_ne!(etag1, etag0);
 
     // A worse key (later first index) does not replace it; the etag stays.
-    let (_, resp) = as_alice.put(&session_path(&v1, "s1"), &session_data(7, 0, false, "worse")).await;
+    let (_, resp) = as_alice
+        .put(
+            &session_path(&v1, "s1"),
+            &session_data(7, 0, false, "worse"),
+        )
+        .await;
     assert_eq!(resp["etag"], etag1);
     // A better one (earlier index) does; a verified one beats any unverified.
-    let (_, resp) = as_alice.put(&session_path(&v1, "s1"), &session_data(2, 3, false, "better")).await;
+    let (_, resp) = as_alice
+        .put(
+            &session_path(&v1, "s1"),
+            &session_data(2, 3, false, "better"),
+        )
+        .await;
     assert_ne!(resp["etag"], etag1);
-    let (_, resp) = as_alice.put(&session_path(&v1, "s1"), &session_data(2, 1, false, "fewer forwards")).await;
+    let (_, resp) = as_alice
+        .put(
+            &session_path(&v1, "s1"),
+            &session_data(2, 1, false, "fewer forwards"),
+        )
+        .await;
     assert_eq!(resp["count"], 1);
-    let (_, resp) = as_alice.put(&session_path(&v1, "s1"), &session_data(9, 9, true, "verified")).await;
+    let (_, resp) = as_alice
+        .put(
+            &session_path(&v1, "s1"),
+            &session_data(9, 9, true, "verified"),
+        )
+        .await;
     assert_eq!(resp["count"], 1);
-    let (_, resp) = as_alice.put(&session_path(&v1, "s1"), &session_data(0, 0, false, "unverified")).await;
+    let (_, resp) = as_alice
+        .put(
+            &session_path(&v1, "s1"),
+            &session_data(0, 0, false, "unverified"),
+        )
+        .await;
     assert_eq!(resp["count"], 1);
     let (status, key) = as_alice.get(&session_path(&v1, "s1")).await;
     assert_eq!(status, 200, "{key}");
@@ -275,23 +337,45 @@ async fn key_backup_story(backend: Backend) {
         .await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["count"], 2);
-    let (_, all) = as_alice.get(&format!("/_matrix/client/v3/room_keys/keys?version={v1}")).await;
-    assert_eq!(all["rooms"][room]["sessions"].as_object().map(|s| s.len()), Some(2), "{all}");
-    let (_, in_room) = as_alice
-        .get(&format!("/_matrix/client/v3/room_keys/keys/{}?version={v1}", enc(room)))
+    let (_, all) = as_alice
+        .get(&format!("/_matrix/client/v3/room_keys/keys?version={v1}"))
         .await;
-    assert_eq!(in_room["sessions"]["s2"]["session_data"]["ciphertext"], b64("two"));
-    assert_error(&as_alice.get(&session_path(&v1, "nope")).await, 404, "M_NOT_FOUND");
+    assert_eq!(
+        all["rooms"][room]["sessions"].as_object().map(|s| s.len()),
+        Some(2),
+        "{all}"
+    );
+    let (_, in_room) = as_alice
+        .get(&format!(
+            "/_matrix/client/v3/room_keys/keys/{}?version={v1}",
+            enc(room)
+        ))
+        .await;
+    assert_eq!(
+        in_room["sessions"]["s2"]["session_data"]["ciphertext"],
+        b64("two")
+    );
+    assert_error(
+        &as_alice.get(&session_path(&v1, "nope")).await,
+        404,
+        "M_NOT_FOUND",
+    );
 
     // A new version becomes current; writing to the old one is refused.
-    let (_, resp) = as_alice.post("/_matrix/client/v3/room_keys/version", &algorithm).await;
+    let (_, resp) = as_alice
+        .post("/_matrix/client/v3/room_keys/version", &algorithm)
+        .await;
     let v2 = resp["version"].as_str().expect("version").to_owned();
     assert_ne!(v1, v2);
-    let resp = as_alice.put(&session_path(&v1, "s3"), &session_data(0, 0, false, "old")).await;
+    let resp = as_alice
+        .put(&session_path(&v1, "s3"), &session_data(0, 0, false, "old"))
+        .await;
     assert_error(&resp, 403, "M_WRONG_ROOM_KEYS_VERSION");
     assert_eq!(resp.1["current_version"], v2);
     assert_error(
-        &as_alice.put(&session_path("999", "s3"), &session_data(0, 0, false, "x")).await,
+        &as_alice
+            .put(&session_path("999", "s3"), &session_data(0, 0, false, "x"))
+            .await,
         403,
         "M_WRONG_ROOM_KEYS_VERSION",
     );
@@ -300,17 +384,23 @@ async fn key_backup_story(backend: Backend) {
     assert_eq!(info["count"], 0);
 
     // Deleting keys changes the etag; deleting the version removes it.
-    let (_, before) = as_alice.get(&format!("/_matrix/client/v3/room_keys/version/{v1}")).await;
+    let (_, before) = as_alice
+        .get(&format!("/_matrix/client/v3/room_keys/version/{v1}"))
+        .await;
     let (status, resp) = as_alice.delete(&session_path(&v1, "s1")).await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["count"], 1);
     assert_ne!(resp["etag"], before["etag"]);
-    let (status, _) = as_alice.delete(&format!("/_matrix/client/v3/room_keys/version/{v2}")).await;
+    let (status, _) = as_alice
+        .delete(&format!("/_matrix/client/v3/room_keys/version/{v2}"))
+        .await;
     assert_eq!(status, 200);
     let (_, info) = as_alice.get("/_matrix/client/v3/room_keys/version").await;
     assert_eq!(info["version"], v1, "the latest left is current again");
     assert_error(
-        &as_alice.get(&format!("/_matrix/client/v3/room_keys/version/{v2}")).await,
+        &as_alice
+            .get(&format!("/_matrix/client/v3/room_keys/version/{v2}"))
+            .await,
         404,
         "M_NOT_FOUND",
     );
@@ -318,7 +408,10 @@ async fn key_backup_story(backend: Backend) {
     // Bad input and other users.
     assert_error(
         &as_alice
-            .put(&session_path(&v1, "s4"), &json!({ "first_message_index": "x" }))
+            .put(
+                &session_path(&v1, "s4"),
+                &json!({ "first_message_index": "x" }),
+            )
             .await,
         400,
         "M_BAD_JSON",

@@ -67,7 +67,12 @@ async fn olm_session_over_the_server(backend: Backend) {
     // key is refused.
     let resp = upload(&as_alice, &json!({ "one_time_keys": otks })).await;
     assert_eq!(resp["one_time_key_counts"]["signed_curve25519"], 5);
-    let (first_id, _) = otks.as_object().expect("keys").iter().next().expect("a key");
+    let (first_id, _) = otks
+        .as_object()
+        .expect("keys")
+        .iter()
+        .next()
+        .expect("a key");
     let resp = as_alice
         .post(
             "/_matrix/client/v3/keys/upload",
@@ -91,7 +96,10 @@ async fn olm_session_over_the_server(backend: Backend) {
         alice.account.identity_keys().ed25519.to_base64()
     );
     assert!(dev["signatures"][&alice_id][&ed_key].is_string(), "{resp}");
-    assert!(dev["unsigned"].get("device_display_name").is_some(), "{resp}");
+    assert!(
+        dev["unsigned"].get("device_display_name").is_some(),
+        "{resp}"
+    );
     assert!(resp["device_keys"].get("@nobody:test.localhost").is_none());
     // Asking for one device that does not exist gives nothing for it.
     let (_, resp) = as_bob
@@ -100,7 +108,10 @@ async fn olm_session_over_the_server(backend: Backend) {
             &json!({ "device_keys": { alice_id.clone(): ["NOSUCHDEVICE"] } }),
         )
         .await;
-    assert!(resp["device_keys"][&alice_id].get(&alice_dev).is_none(), "{resp}");
+    assert!(
+        resp["device_keys"][&alice_id].get(&alice_dev).is_none(),
+        "{resp}"
+    );
 
     // Bob claims a one-time key and starts an Olm session with it.
     let (key_id, key) = claim(&as_bob, &alice_id, &alice_dev).await;
@@ -119,7 +130,10 @@ async fn olm_session_over_the_server(backend: Backend) {
         "sender_key": bob.account.identity_keys().curve25519.to_base64(),
         "ciphertext": { alice_curve.to_base64(): { "type": 0, "body": message.to_base64() } },
     });
-    let send = format!("/_matrix/client/v3/sendToDevice/m.room.encrypted/{}", enc("txn1"));
+    let send = format!(
+        "/_matrix/client/v3/sendToDevice/m.room.encrypted/{}",
+        enc("txn1")
+    );
     let body = json!({ "messages": { alice_id.clone(): { alice_dev.clone(): content } } });
     let (status, resp) = as_bob.put(&send, &body).await;
     assert_eq!(status, 200, "{resp}");
@@ -129,7 +143,9 @@ async fn olm_session_over_the_server(backend: Backend) {
 
     // Alice's device reads it as sync will, and decrypts it.
     let db = Db::connect(&server.db_url, 2).await.expect("db");
-    let until = current_position(&db, Stream::ToDevice).await.expect("position");
+    let until = current_position(&db, Stream::ToDevice)
+        .await
+        .expect("position");
     let (events, next) = e2ee::to_device_for_sync(&db, &alice_id, &alice_dev, 0, until, 100)
         .await
         .expect("for_sync");
@@ -176,7 +192,9 @@ async fn olm_session_over_the_server(backend: Backend) {
             .await;
         assert_eq!(status, 200, "{resp}");
     }
-    let until = current_position(&db, Stream::ToDevice).await.expect("position");
+    let until = current_position(&db, Stream::ToDevice)
+        .await
+        .expect("position");
     for dev in [&alice_dev, &second_dev] {
         let (events, _) = e2ee::to_device_for_sync(&db, &alice_id, dev, next, until, 100)
             .await
@@ -197,7 +215,9 @@ async fn olm_session_over_the_server(backend: Backend) {
 
     // Logging out a device deletes its keys, inbox and one-time keys, and
     // is a device-list change.
-    let before = current_position(&db, Stream::DeviceLists).await.expect("position");
+    let before = current_position(&db, Stream::DeviceLists)
+        .await
+        .expect("position");
     let as_second = client.with_token(&second_token);
     let mut second = Device::new(&alice_id, &second_dev);
     upload(
@@ -209,7 +229,12 @@ async fn olm_session_over_the_server(backend: Backend) {
         .post("/_matrix/client/v3/logout", &json!({}))
         .await;
     assert_eq!(status, 200);
-    assert!(current_position(&db, Stream::DeviceLists).await.expect("position") >= before + 2);
+    assert!(
+        current_position(&db, Stream::DeviceLists)
+            .await
+            .expect("position")
+            >= before + 2
+    );
     let (_, resp) = as_bob
         .post(
             "/_matrix/client/v3/keys/query",
@@ -317,39 +342,68 @@ async fn bad_key_uploads_get_spec_errors(backend: Backend) {
     // device is invalid.
     let mut keys = alice.device_keys();
     keys.as_object_mut().expect("object").remove("signatures");
-    assert_error(&as_alice.post(path, &json!({ "device_keys": keys })).await, 400, "M_BAD_JSON");
+    assert_error(
+        &as_alice.post(path, &json!({ "device_keys": keys })).await,
+        400,
+        "M_BAD_JSON",
+    );
     keys["signatures"] = json!({});
-    assert_error(&as_alice.post(path, &json!({ "device_keys": keys })).await, 400, "M_INVALID_PARAM");
+    assert_error(
+        &as_alice.post(path, &json!({ "device_keys": keys })).await,
+        400,
+        "M_INVALID_PARAM",
+    );
     // Signed by another key.
     let impostor = Device::new(&alice_id, &alice_dev);
     let mut keys = alice.device_keys();
     keys.as_object_mut().expect("object").remove("signatures");
     impostor.sign(&mut keys);
-    assert_error(&as_alice.post(path, &json!({ "device_keys": keys })).await, 400, "M_INVALID_PARAM");
+    assert_error(
+        &as_alice.post(path, &json!({ "device_keys": keys })).await,
+        400,
+        "M_INVALID_PARAM",
+    );
     // Someone else's user ID or device ID.
     let other = Device::new(&bob_id, &alice_dev);
     assert_error(
-        &as_alice.post(path, &json!({ "device_keys": other.device_keys() })).await,
+        &as_alice
+            .post(path, &json!({ "device_keys": other.device_keys() }))
+            .await,
         400,
         "M_INVALID_PARAM",
     );
     let other = Device::new(&alice_id, "OTHERDEVICE");
     assert_error(
-        &as_alice.post(path, &json!({ "device_keys": other.device_keys() })).await,
+        &as_alice
+            .post(path, &json!({ "device_keys": other.device_keys() }))
+            .await,
         400,
         "M_INVALID_PARAM",
     );
     // Malformed.
-    assert_error(&as_alice.post(path, &json!({ "device_keys": "nope" })).await, 400, "M_BAD_JSON");
     assert_error(
-        &as_alice.post(path, &json!({ "device_keys": { "user_id": alice_id } })).await,
+        &as_alice.post(path, &json!({ "device_keys": "nope" })).await,
         400,
         "M_BAD_JSON",
     );
-    assert_error(&as_alice.post_raw(path, b"{not json".to_vec()).await, 400, "M_NOT_JSON");
     assert_error(
         &as_alice
-            .post("/_matrix/client/v3/keys/claim", &json!({ "one_time_keys": "x" }))
+            .post(path, &json!({ "device_keys": { "user_id": alice_id } }))
+            .await,
+        400,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &as_alice.post_raw(path, b"{not json".to_vec()).await,
+        400,
+        "M_NOT_JSON",
+    );
+    assert_error(
+        &as_alice
+            .post(
+                "/_matrix/client/v3/keys/claim",
+                &json!({ "one_time_keys": "x" }),
+            )
             .await,
         400,
         "M_BAD_JSON",
@@ -370,11 +424,7 @@ async fn bad_key_uploads_get_spec_errors(backend: Backend) {
         .await;
     assert!(resp["device_keys"].get(&alice_id).is_none(), "{resp}");
     // No access token.
-    assert_error(
-        &client.post(path, &json!({})).await,
-        401,
-        "M_MISSING_TOKEN",
-    );
+    assert_error(&client.post(path, &json!({})).await, 401, "M_MISSING_TOKEN");
 }
 
 async fn device_list_changes_between_tokens(backend: Backend) {
@@ -395,16 +445,31 @@ async fn device_list_changes_between_tokens(backend: Backend) {
     assert_eq!(status, 200, "{resp}");
     let room = resp["room_id"].as_str().expect("room").to_owned();
     let (status, resp) = as_bob
-        .post(&format!("/_matrix/client/v3/join/{}", enc(&room)), &json!({}))
+        .post(
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            &json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{resp}");
 
     let db = Db::connect(&server.db_url, 2).await.expect("db");
     let token = |dl: i64| format!("s999999_0_0_0_0_{dl}");
-    let start = current_position(&db, Stream::DeviceLists).await.expect("position");
-    upload(&as_alice, &json!({ "device_keys": Device::new(&alice_id, &alice_dev).device_keys() })).await;
-    upload(&as_carol, &json!({ "device_keys": Device::new(&carol_id, &carol_dev).device_keys() })).await;
-    let end = current_position(&db, Stream::DeviceLists).await.expect("position");
+    let start = current_position(&db, Stream::DeviceLists)
+        .await
+        .expect("position");
+    upload(
+        &as_alice,
+        &json!({ "device_keys": Device::new(&alice_id, &alice_dev).device_keys() }),
+    )
+    .await;
+    upload(
+        &as_carol,
+        &json!({ "device_keys": Device::new(&carol_id, &carol_dev).device_keys() }),
+    )
+    .await;
+    let end = current_position(&db, Stream::DeviceLists)
+        .await
+        .expect("position");
     let (status, resp) = as_bob
         .get(&format!(
             "/_matrix/client/v3/keys/changes?from={}&to={}",

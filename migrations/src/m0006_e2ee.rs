@@ -90,7 +90,10 @@ const TABLES: &[T] = &[
             ("messages", Col::Text),
         ],
         primary_key: &["stream_position"],
-        indexes: &[("to_device_outbox_destination", &["destination", "stream_position"])],
+        indexes: &[(
+            "to_device_outbox_destination",
+            &["destination", "stream_position"],
+        )],
     },
     T {
         name: "to_device_txns",

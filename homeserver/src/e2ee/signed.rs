@@ -68,11 +68,12 @@ pub fn add_signature(obj: &mut serde_json::Value, user_id: &str, key_id: &str, s
         *sigs = serde_json::json!({});
     }
     if let Some(sigs) = sigs.as_object_mut() {
-        let mine = sigs
-            .entry(user_id)
-            .or_insert_with(|| serde_json::json!({}));
+        let mine = sigs.entry(user_id).or_insert_with(|| serde_json::json!({}));
         if let Some(mine) = mine.as_object_mut() {
-            mine.insert(key_id.to_owned(), serde_json::Value::String(signature.to_owned()));
+            mine.insert(
+                key_id.to_owned(),
+                serde_json::Value::String(signature.to_owned()),
+            );
         }
     }
 }

@@ -131,7 +131,11 @@ pub async fn add_signature(tx: &Tx, sig: &Signature) -> Result<(), DbErr> {
 /// owners made themselves (self-signing, device signatures of the master
 /// key) and those `viewer` made (user-signing of other users' master
 /// keys), as Synapse shows them.
-pub async fn signatures_on(db: &Db, users: &[String], viewer: &str) -> Result<Vec<Signature>, DbErr> {
+pub async fn signatures_on(
+    db: &Db,
+    users: &[String],
+    viewer: &str,
+) -> Result<Vec<Signature>, DbErr> {
     let mut out = Vec::new();
     for chunk in users.chunks(IN_CHUNK) {
         let rows = db

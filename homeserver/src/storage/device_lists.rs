@@ -106,11 +106,12 @@ pub async fn changes_for_sync(
     until: Positions,
 ) -> Result<(Vec<String>, Vec<String>), DbErr> {
     let sharing = users_sharing_a_room(db, user_id).await?;
-    let mut changed: BTreeSet<String> = changed_in_range(db, since.device_lists, until.device_lists)
-        .await?
-        .intersection(&sharing)
-        .cloned()
-        .collect();
+    let mut changed: BTreeSet<String> =
+        changed_in_range(db, since.device_lists, until.device_lists)
+            .await?
+            .intersection(&sharing)
+            .cloned()
+            .collect();
 
     // Membership changes in the timeline range in rooms the user is in now
     // or was in at the start of the range (its own row changed in range).
@@ -158,9 +159,16 @@ mod tests {
 
     async fn member(db: &Db, room: &str, user: &str, membership: &str, ordering: i64) {
         let tx = db.begin_write().await.expect("begin");
-        crate::storage::memberships::set(&tx, room, user, membership, &format!("$e{ordering}"), ordering)
-            .await
-            .expect("set membership");
+        crate::storage::memberships::set(
+            &tx,
+            room,
+            user,
+            membership,
+            &format!("$e{ordering}"),
+            ordering,
+        )
+        .await
+        .expect("set membership");
         tx.commit().await.expect("commit");
     }
 

@@ -68,7 +68,12 @@ pub async fn get(tx: &Tx, user_id: &str, version: i64) -> Result<Option<Version>
 
 /// Creates a new version (one above any that ever existed) and returns
 /// its number.
-pub async fn create(tx: &Tx, user_id: &str, algorithm: &str, auth_data: &str) -> Result<i64, DbErr> {
+pub async fn create(
+    tx: &Tx,
+    user_id: &str,
+    algorithm: &str,
+    auth_data: &str,
+) -> Result<i64, DbErr> {
     let row = tx
         .query_one(
             "SELECT COALESCE(MAX(version), 0) AS v FROM key_backup_versions WHERE user_id = $1",
@@ -96,7 +101,12 @@ pub async fn create(tx: &Tx, user_id: &str, algorithm: &str, auth_data: &str) ->
 }
 
 /// Replaces a version's `auth_data`.
-pub async fn update_auth_data(tx: &Tx, user_id: &str, version: i64, auth_data: &str) -> Result<(), DbErr> {
+pub async fn update_auth_data(
+    tx: &Tx,
+    user_id: &str,
+    version: i64,
+    auth_data: &str,
+) -> Result<(), DbErr> {
     tx.execute(
         "UPDATE key_backup_versions SET auth_data = $3 WHERE user_id = $1 AND version = $2",
         [user_id.into(), version.into(), auth_data.into()],
@@ -156,10 +166,12 @@ pub async fn session(
     room_id: &str,
     session_id: &str,
 ) -> Result<Option<SessionKey>, DbErr> {
-    Ok(sessions(tx, user_id, version, Some(room_id), Some(session_id))
-        .await?
-        .into_iter()
-        .next())
+    Ok(
+        sessions(tx, user_id, version, Some(room_id), Some(session_id))
+            .await?
+            .into_iter()
+            .next(),
+    )
 }
 
 /// The keys of a version: all, one room's, or one session's.
@@ -199,7 +211,12 @@ pub async fn sessions(
 }
 
 /// Stores (or replaces) one session key.
-pub async fn put_session(tx: &Tx, user_id: &str, version: i64, key: &SessionKey) -> Result<(), DbErr> {
+pub async fn put_session(
+    tx: &Tx,
+    user_id: &str,
+    version: i64,
+    key: &SessionKey,
+) -> Result<(), DbErr> {
     tx.execute(
         "INSERT INTO key_backup_sessions (user_id, version, room_id, session_id, \
          first_message_index, forwarded_count, is_verified, session_data) \

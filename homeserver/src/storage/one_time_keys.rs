@@ -83,7 +83,11 @@ pub async fn add(
 /// `one_time_key_counts` of `/keys/upload` and `device_one_time_keys_count`
 /// of sync. `signed_curve25519` is always present (0 when none are left),
 /// as in Synapse, so clients know to upload more.
-pub async fn counts(db: &Db, user_id: &str, device_id: &str) -> Result<BTreeMap<String, u64>, DbErr> {
+pub async fn counts(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+) -> Result<BTreeMap<String, u64>, DbErr> {
     let rows = db
         .query_all(
             "SELECT algorithm, COUNT(*) AS n FROM e2e_one_time_keys \
@@ -153,7 +157,12 @@ pub async fn claim(
             "UPDATE e2e_fallback_keys SET used = $4 \
              WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 \
              RETURNING key_id, key_json",
-            [user_id.into(), device_id.into(), algorithm.into(), true.into()],
+            [
+                user_id.into(),
+                device_id.into(),
+                algorithm.into(),
+                true.into(),
+            ],
         )
         .await?;
     let key = fallback

@@ -35,7 +35,12 @@ pub struct OutboxMessage {
 
 /// Records the transaction ID of a send; `false` if this device already
 /// used it (the send was done: store nothing again).
-pub async fn claim_txn(tx: &Tx, user_id: &str, device_id: &str, txn_id: &str) -> Result<bool, DbErr> {
+pub async fn claim_txn(
+    tx: &Tx,
+    user_id: &str,
+    device_id: &str,
+    txn_id: &str,
+) -> Result<bool, DbErr> {
     let n = tx
         .execute(
             "INSERT INTO to_device_txns (user_id, device_id, txn_id, created_ts) \
@@ -148,14 +153,23 @@ pub async fn for_sync(
         }));
         last = r.try_get("", "stream_position")?;
     }
-    let next = if rows.len() >= limit { last } else { until.max(since) };
+    let next = if rows.len() >= limit {
+        last
+    } else {
+        until.max(since)
+    };
     Ok((events, next))
 }
 
 /// Deletes the messages of a device up to position `up_to`: called when
 /// the device syncs with a token whose to-device position is `up_to`, which
 /// proves it received everything before.
-pub async fn acknowledge(db: &Db, user_id: &str, device_id: &str, up_to: i64) -> Result<u64, DbErr> {
+pub async fn acknowledge(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+    up_to: i64,
+) -> Result<u64, DbErr> {
     db.execute(
         "DELETE FROM to_device_inbox WHERE user_id = $1 AND device_id = $2 \
          AND stream_position <= $3",

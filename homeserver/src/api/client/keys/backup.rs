@@ -84,7 +84,11 @@ pub async fn create_version(
     )))
 }
 
-async fn version_info(tx: &Tx, user: &str, v: &Version) -> Result<(Raw<BackupAlgorithm>, UInt, String), ApiError> {
+async fn version_info(
+    tx: &Tx,
+    user: &str,
+    v: &Version,
+) -> Result<(Raw<BackupAlgorithm>, UInt, String), ApiError> {
     let count = key_backup::count(tx, user, v.version).await?;
     Ok((
         algorithm_raw(v)?,
@@ -155,7 +159,9 @@ pub async fn update_version(
     if let Some(v) = body.get("version")
         && v.as_str() != Some(req.version.as_str())
     {
-        return Err(ApiError::invalid_param("version in body does not match the path"));
+        return Err(ApiError::invalid_param(
+            "version in body does not match the path",
+        ));
     }
     let tx = state.db().begin_write().await?;
     let v = existing(&tx, user, &req.version).await?;
@@ -200,7 +206,11 @@ async fn writable(tx: &Tx, user: &str, version: &str) -> Result<Version, ApiErro
     Ok(current)
 }
 
-fn session_key(room_id: &str, session_id: &str, raw: &Raw<KeyBackupData>) -> Result<SessionKey, ApiError> {
+fn session_key(
+    room_id: &str,
+    session_id: &str,
+    raw: &Raw<KeyBackupData>,
+) -> Result<SessionKey, ApiError> {
     let text = raw.json().get();
     if text.len() > MAX_ITEM_BYTES {
         return Err(ApiError::too_large("backed-up session key is too large"));
@@ -244,7 +254,8 @@ async fn put_keys(
     let v = writable(&tx, user, version).await?;
     let mut changed = false;
     for key in &keys {
-        let current = key_backup::session(&tx, user, v.version, &key.room_id, &key.session_id).await?;
+        let current =
+            key_backup::session(&tx, user, v.version, &key.room_id, &key.session_id).await?;
         if current.as_ref().is_none_or(|c| should_replace(c, key)) {
             key_backup::put_session(&tx, user, v.version, key).await?;
             changed = true;
@@ -273,7 +284,9 @@ pub async fn put_all(
         }
     }
     let (etag, count) = put_keys(&state, auth.user_id.as_str(), &req.version, keys).await?;
-    Ok(RumaResponse(add_backup_keys::v3::Response::new(etag, count)))
+    Ok(RumaResponse(add_backup_keys::v3::Response::new(
+        etag, count,
+    )))
 }
 
 /// `PUT /_matrix/client/v3/room_keys/keys/{roomId}`
@@ -288,7 +301,9 @@ pub async fn put_room(
         .map(|(session, raw)| session_key(req.room_id.as_str(), session, raw))
         .collect::<Result<Vec<_>, _>>()?;
     let (etag, count) = put_keys(&state, auth.user_id.as_str(), &req.version, keys).await?;
-    Ok(RumaResponse(add_backup_keys_for_room::v3::Response::new(etag, count)))
+    Ok(RumaResponse(add_backup_keys_for_room::v3::Response::new(
+        etag, count,
+    )))
 }
 
 /// `PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
@@ -299,7 +314,9 @@ pub async fn put_session(
 ) -> Result<RumaResponse<add_backup_keys_for_session::v3::Response>, ApiError> {
     let key = session_key(req.room_id.as_str(), &req.session_id, &req.session_data)?;
     let (etag, count) = put_keys(&state, auth.user_id.as_str(), &req.version, vec![key]).await?;
-    Ok(RumaResponse(add_backup_keys_for_session::v3::Response::new(etag, count)))
+    Ok(RumaResponse(
+        add_backup_keys_for_session::v3::Response::new(etag, count),
+    ))
 }
 
 /// Keys of an existing version: all, one room's, or one session's.
@@ -363,7 +380,9 @@ pub async fn get_room(
         .iter()
         .map(|k| Ok((k.session_id.clone(), raw_data(k)?)))
         .collect::<Result<BTreeMap<_, _>, ApiError>>()?;
-    Ok(RumaResponse(get_backup_keys_for_room::v3::Response::new(sessions)))
+    Ok(RumaResponse(get_backup_keys_for_room::v3::Response::new(
+        sessions,
+    )))
 }
 
 /// `GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`: 404 when
@@ -384,9 +403,9 @@ pub async fn get_session(
     let key = keys
         .first()
         .ok_or_else(|| ApiError::not_found("No room_keys found"))?;
-    Ok(RumaResponse(get_backup_keys_for_session::v3::Response::new(
-        raw_data(key)?,
-    )))
+    Ok(RumaResponse(
+        get_backup_keys_for_session::v3::Response::new(raw_data(key)?),
+    ))
 }
 
 /// Deletes keys of an existing version and answers with etag and count.
@@ -415,8 +434,11 @@ pub async fn delete_all(
     auth: Authed,
     Ruma(req): Ruma<delete_backup_keys::v3::Request>,
 ) -> Result<RumaResponse<delete_backup_keys::v3::Response>, ApiError> {
-    let (etag, count) = delete_keys(&state, auth.user_id.as_str(), &req.version, None, None).await?;
-    Ok(RumaResponse(delete_backup_keys::v3::Response::new(etag, count)))
+    let (etag, count) =
+        delete_keys(&state, auth.user_id.as_str(), &req.version, None, None).await?;
+    Ok(RumaResponse(delete_backup_keys::v3::Response::new(
+        etag, count,
+    )))
 }
 
 /// `DELETE /_matrix/client/v3/room_keys/keys/{roomId}`
@@ -433,7 +455,9 @@ pub async fn delete_room(
         None,
     )
     .await?;
-    Ok(RumaResponse(delete_backup_keys_for_room::v3::Response::new(etag, count)))
+    Ok(RumaResponse(
+        delete_backup_keys_for_room::v3::Response::new(etag, count),
+    ))
 }
 
 /// `DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
@@ -450,7 +474,9 @@ pub async fn delete_session(
         Some(&req.session_id),
     )
     .await?;
-    Ok(RumaResponse(delete_backup_keys_for_session::v3::Response::new(etag, count)))
+    Ok(RumaResponse(
+        delete_backup_keys_for_session::v3::Response::new(etag, count),
+    ))
 }
 
 #[cfg(test)]

@@ -191,11 +191,17 @@ fn failure(status: u16, errcode: &str, error: &str) -> Value {
 /// signed it with which key.
 enum Target {
     /// One of the requester's devices: signed by their self-signing key.
-    OwnDevice { stored: Object, self_signing: CrossSigningKey },
+    OwnDevice {
+        stored: Object,
+        self_signing: CrossSigningKey,
+    },
     /// The requester's master key: signed by one of their devices.
     OwnMaster { stored: Object },
     /// Another user's master key: signed by the requester's user-signing key.
-    OtherMaster { stored: Object, user_signing: CrossSigningKey },
+    OtherMaster {
+        stored: Object,
+        user_signing: CrossSigningKey,
+    },
 }
 
 fn parse_stored(text: &str) -> Result<Object, ApiError> {
@@ -214,7 +220,11 @@ async fn target(
     if target_user == signer {
         if let Some(text) = device_keys::get(tx, target_user, key_id).await? {
             let Some(self_signing) = cross_signing::get(tx, signer, "self_signing").await? else {
-                return Ok(Err(failure(400, "M_INVALID_SIGNATURE", "No self-signing key")));
+                return Ok(Err(failure(
+                    400,
+                    "M_INVALID_SIGNATURE",
+                    "No self-signing key",
+                )));
             };
             return Ok(Ok(Target::OwnDevice {
                 stored: parse_stored(&text)?,
@@ -235,7 +245,11 @@ async fn target(
         return Ok(Err(not_found()));
     }
     let Some(user_signing) = cross_signing::get(tx, signer, "user_signing").await? else {
-        return Ok(Err(failure(400, "M_INVALID_SIGNATURE", "No user-signing key")));
+        return Ok(Err(failure(
+            400,
+            "M_INVALID_SIGNATURE",
+            "No user-signing key",
+        )));
     };
     Ok(Ok(Target::OtherMaster {
         stored: parse_stored(&master.key_json)?,
@@ -260,12 +274,20 @@ async fn checked_signatures(
         | Target::OtherMaster { stored, .. } => stored,
     };
     if signed::signed_part(stored) != signed::signed_part(uploaded) {
-        return Ok(Err(failure(400, "M_INVALID_PARAM", "Key does not match the stored key")));
+        return Ok(Err(failure(
+            400,
+            "M_INVALID_PARAM",
+            "Key does not match the stored key",
+        )));
     }
     let offered = signed::signatures_by(uploaded, signer);
     let mut out = Vec::new();
     match target {
-        Target::OwnDevice { self_signing, .. } | Target::OtherMaster { user_signing: self_signing, .. } => {
+        Target::OwnDevice { self_signing, .. }
+        | Target::OtherMaster {
+            user_signing: self_signing,
+            ..
+        } => {
             let name = &self_signing.public_key;
             let key_id = format!("ed25519:{name}");
             let Some(key) = myelin_proto::signing::PublicKey::from_base64(name).ok() else {
@@ -334,7 +356,11 @@ pub async fn upload_signatures(
                 continue;
             };
             if user.server_name() != state.server_name() {
-                fail(failure(404, "M_NOT_FOUND", "Remote keys are not supported yet"));
+                fail(failure(
+                    404,
+                    "M_NOT_FOUND",
+                    "Remote keys are not supported yet",
+                ));
                 continue;
             }
             let target = match target(&tx, signer, user.as_str(), key_id).await? {

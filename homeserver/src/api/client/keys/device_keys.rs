@@ -25,7 +25,10 @@ const MAX_KEYS_PER_UPLOAD: usize = 1000;
 /// Checks uploaded device keys: the right user and device, an ed25519 key
 /// for the device, and the device's own signature with it. Returns the
 /// object to store (without `unsigned`).
-fn check_device_keys(raw: &serde_json::value::RawValue, auth: &Authed) -> Result<myelin_proto::canonical_json::Object, ApiError> {
+fn check_device_keys(
+    raw: &serde_json::value::RawValue,
+    auth: &Authed,
+) -> Result<myelin_proto::canonical_json::Object, ApiError> {
     // The shape first (required fields, types), with the spec's M_BAD_JSON.
     serde_json::from_str::<ruma::encryption::DeviceKeys>(raw.get())
         .map_err(|e| ApiError::bad_json(format!("invalid device_keys: {e}")))?;
@@ -65,8 +68,14 @@ fn to_key(id: &str, raw: &serde_json::value::RawValue) -> Result<Key, ApiError> 
         serde_json::from_str(raw.get()).map_err(|e| ApiError::bad_json(e.to_string()))?;
     let key_json = match &value {
         Value::String(_) => value.to_string(),
-        Value::Object(_) => signed::to_text(&signed::to_object(&value).map_err(ApiError::bad_json)?),
-        _ => return Err(ApiError::bad_json(format!("key {id:?} is not a string or object"))),
+        Value::Object(_) => {
+            signed::to_text(&signed::to_object(&value).map_err(ApiError::bad_json)?)
+        }
+        _ => {
+            return Err(ApiError::bad_json(format!(
+                "key {id:?} is not a string or object"
+            )));
+        }
     };
     Ok(Key {
         algorithm: algorithm.to_owned(),
@@ -92,7 +101,8 @@ pub async fn upload(
         .as_ref()
         .map(|raw| check_device_keys(raw.json(), &auth))
         .transpose()?;
-    if req.one_time_keys.len() > MAX_KEYS_PER_UPLOAD || req.fallback_keys.len() > MAX_KEYS_PER_UPLOAD
+    if req.one_time_keys.len() > MAX_KEYS_PER_UPLOAD
+        || req.fallback_keys.len() > MAX_KEYS_PER_UPLOAD
     {
         return Err(ApiError::too_large(format!(
             "at most {MAX_KEYS_PER_UPLOAD} keys per upload"
@@ -139,14 +149,13 @@ pub async fn upload(
         e2ee::device_lists_changed(&state, &auth.user_id).await?;
     }
     let counts = one_time_keys::counts(state.db(), user, device).await?;
-    Ok(RumaResponse(upload_keys::v3::Response::new(from_json(&counts)?)))
+    Ok(RumaResponse(upload_keys::v3::Response::new(from_json(
+        &counts,
+    )?)))
 }
 
 /// Merges stored signatures into the `signatures` of a key object.
-fn merge_signatures<'a>(
-    obj: &mut Value,
-    sigs: impl Iterator<Item = &'a cross_signing::Signature>,
-) {
+fn merge_signatures<'a>(obj: &mut Value, sigs: impl Iterator<Item = &'a cross_signing::Signature>) {
     for s in sigs {
         signed::add_signature(obj, &s.signer_user_id, &s.signer_key_id, &s.signature);
     }
@@ -211,7 +220,10 @@ pub async fn query(
             sigs.iter()
                 .filter(|s| s.target_user_id == k.user_id && s.target_key_id == k.public_key),
         );
-        by_type.entry(field).or_default().insert(k.user_id.clone(), obj);
+        by_type
+            .entry(field)
+            .or_default()
+            .insert(k.user_id.clone(), obj);
     }
     let mut resp = get_keys::v3::Response::new();
     resp.device_keys = from_json(&device_keys)?;
@@ -239,7 +251,9 @@ pub async fn claim(
 ) -> Result<RumaResponse<claim_keys::v3::Response>, ApiError> {
     let total: usize = req.one_time_keys.values().map(BTreeMap::len).sum();
     if total > MAX_CLAIMS {
-        return Err(ApiError::too_large(format!("at most {MAX_CLAIMS} claims per request")));
+        return Err(ApiError::too_large(format!(
+            "at most {MAX_CLAIMS} claims per request"
+        )));
     }
     let mut out: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> = BTreeMap::new();
     for (user, devices) in &req.one_time_keys {
@@ -247,9 +261,13 @@ pub async fn claim(
             continue;
         }
         for (device, algorithm) in devices {
-            let Some(key) =
-                one_time_keys::claim(state.db(), user.as_str(), device.as_str(), algorithm.as_str())
-                    .await?
+            let Some(key) = one_time_keys::claim(
+                state.db(),
+                user.as_str(),
+                device.as_str(),
+                algorithm.as_str(),
+            )
+            .await?
             else {
                 continue;
             };
@@ -257,10 +275,15 @@ pub async fn claim(
                 .or_default()
                 .entry(device.to_string())
                 .or_default()
-                .insert(format!("{}:{}", key.algorithm, key.key_id), stored(&key.key_json)?);
+                .insert(
+                    format!("{}:{}", key.algorithm, key.key_id),
+                    stored(&key.key_json)?,
+                );
         }
     }
-    Ok(RumaResponse(claim_keys::v3::Response::new(from_json(&out)?)))
+    Ok(RumaResponse(claim_keys::v3::Response::new(from_json(
+        &out,
+    )?)))
 }
 
 /// The timeline and device-list positions of a sync token

@@ -45,10 +45,7 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = route::<c::backup::delete_backup_keys::v3::Request, _, _>(r, backup::delete_all);
     let r =
         route::<c::backup::delete_backup_keys_for_room::v3::Request, _, _>(r, backup::delete_room);
-    route::<c::backup::delete_backup_keys_for_session::v3::Request, _, _>(
-        r,
-        backup::delete_session,
-    )
+    route::<c::backup::delete_backup_keys_for_session::v3::Request, _, _>(r, backup::delete_session)
 }
 
 /// Builds a ruma type from JSON we assembled (maps of stored key objects

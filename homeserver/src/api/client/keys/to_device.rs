@@ -74,9 +74,10 @@ pub async fn send(
             }
             let targets: Vec<&String> = match device {
                 DeviceIdOrAllDevices::AllDevices => existing.iter().collect(),
-                DeviceIdOrAllDevices::DeviceId(d) => {
-                    existing.iter().filter(|e| e.as_str() == d.as_str()).collect()
-                }
+                DeviceIdOrAllDevices::DeviceId(d) => existing
+                    .iter()
+                    .filter(|e| e.as_str() == d.as_str())
+                    .collect(),
             };
             for target in targets {
                 local.push(InboxMessage {
