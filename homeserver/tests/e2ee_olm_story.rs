@@ -82,6 +82,13 @@ async fn olm_session_over_the_server(backend: Backend) {
     assert_eq!(resp.0.as_u16(), 400, "{}", resp.1);
 
     // Bob sees Alice's device, signed by itself, with its display name.
+    let (status, _) = as_alice
+        .put(
+            &format!("/_matrix/client/v3/devices/{alice_dev}"),
+            &json!({ "display_name": "Alice's phone" }),
+        )
+        .await;
+    assert_eq!(status, 200);
     let (status, resp) = as_bob
         .post(
             "/_matrix/client/v3/keys/query",
@@ -96,8 +103,8 @@ async fn olm_session_over_the_server(backend: Backend) {
         alice.account.identity_keys().ed25519.to_base64()
     );
     assert!(dev["signatures"][&alice_id][&ed_key].is_string(), "{resp}");
-    assert!(
-        dev["unsigned"].get("device_display_name").is_some(),
+    assert_eq!(
+        dev["unsigned"]["device_display_name"], "Alice's phone",
         "{resp}"
     );
     assert!(resp["device_keys"].get("@nobody:test.localhost").is_none());

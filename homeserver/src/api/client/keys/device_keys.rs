@@ -195,10 +195,11 @@ pub async fn query(
             sigs.iter()
                 .filter(|s| s.target_user_id == d.user_id && s.target_key_id == d.device_id),
         );
-        if let Some(map) = obj.as_object_mut() {
+        // As Synapse: the display name only when the device has one.
+        if let (Some(map), Some(name)) = (obj.as_object_mut(), &d.display_name) {
             map.insert(
                 "unsigned".to_owned(),
-                json!({ "device_display_name": d.display_name }),
+                json!({ "device_display_name": name }),
             );
         }
         device_keys
