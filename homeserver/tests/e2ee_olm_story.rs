@@ -209,6 +209,22 @@ async fn olm_session_over_the_server(backend: Backend) {
         let ns: Vec<&Value> = events.iter().map(|e| &e["content"]["n"]).collect();
         assert_eq!(ns, [&json!(0), &json!(1)], "{dev}");
     }
+    // Messages for users on other servers wait in the outbox, grouped by
+    // destination as the federation EDU carries them.
+    let (status, resp) = as_bob
+        .put(
+            "/_matrix/client/v3/sendToDevice/org.example.ping/remote1",
+            &json!({ "messages": { "@zoe:remote.example": { "ZDEV": { "n": 9 } } } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let queued = myelin_homeserver::storage::to_device::outbox(&db, "remote.example", 10)
+        .await
+        .expect("outbox");
+    assert_eq!(queued.len(), 1);
+    let messages: Value = serde_json::from_str(&queued[0].messages).expect("json");
+    assert_eq!(messages["@zoe:remote.example"]["ZDEV"]["n"], 9);
+
     // A limit cuts the batch and says where to go on.
     let (events, cut) = e2ee::to_device_for_sync(&db, &alice_id, &second_dev, next, until, 1)
         .await
