@@ -4,6 +4,7 @@
 pub mod api;
 pub mod commands;
 pub mod config;
+pub mod e2ee;
 pub mod expiring;
 pub mod keys;
 pub mod metrics;

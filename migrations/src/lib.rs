@@ -10,6 +10,7 @@ mod m0002_user_data;
 mod m0003_rooms;
 mod m0004_receipts;
 mod m0005_room_aliases;
+mod m0006_e2ee;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_rooms::Migration),
             Box::new(m0004_receipts::Migration),
             Box::new(m0005_room_aliases::Migration),
+            Box::new(m0006_e2ee::Migration),
         ]
     }
 }

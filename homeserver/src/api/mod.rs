@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     r = client::account::routes(r);
     r = client::user_data::routes(r);
     r = client::directory::routes(r);
+    r = client::keys::routes(r);
     if state.config().metrics.enabled && state.config().metrics.listen.is_empty() {
         r = r.route("/metrics", get(crate::metrics::scrape));
     }

@@ -15,10 +15,15 @@ use sea_orm::{
 pub mod account_data;
 pub mod accounts;
 pub mod aliases;
+pub mod cross_signing;
+pub mod device_keys;
+pub mod device_lists;
 pub mod directory;
 pub mod events;
 pub mod filters;
+pub mod key_backup;
 pub mod memberships;
+pub mod one_time_keys;
 pub mod push_actions;
 pub mod push_rules;
 pub mod pushers;
@@ -26,6 +31,7 @@ pub mod receipts;
 pub mod rooms;
 pub mod state;
 pub mod streams;
+pub mod to_device;
 pub mod txn_ids;
 
 /// The server's database handle. Cheap to clone.

@@ -22,6 +22,12 @@ pub enum Stream {
     AccountData,
     /// Read receipts (`m.read`, `m.read.private`).
     Receipts,
+    /// Send-to-device messages for local devices.
+    ToDevice,
+    /// Send-to-device messages queued for remote servers.
+    ToDeviceOutbox,
+    /// Changes of a user's devices or their keys (incl. cross-signing).
+    DeviceLists,
 }
 
 impl Stream {
@@ -29,6 +35,9 @@ impl Stream {
         match self {
             Stream::AccountData => "account_data",
             Stream::Receipts => "receipts",
+            Stream::ToDevice => "to_device",
+            Stream::ToDeviceOutbox => "to_device_outbox",
+            Stream::DeviceLists => "device_lists",
         }
     }
 }

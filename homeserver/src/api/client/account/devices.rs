@@ -102,6 +102,7 @@ pub async fn delete(
         &[req.device_id.to_string()],
     )
     .await?;
+    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
     Ok(RumaResponse(delete_device::v3::Response::new()))
 }
 
@@ -121,5 +122,6 @@ pub async fn delete_many(
     .await?;
     let ids: Vec<String> = req.devices.iter().map(ToString::to_string).collect();
     accounts::delete_devices(state.db(), auth.user_id.as_str(), &ids).await?;
+    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
     Ok(RumaResponse(delete_devices::v3::Response::new()))
 }

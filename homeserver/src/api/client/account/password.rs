@@ -38,6 +38,7 @@ pub async fn change(
     // making the change stays signed in, as the spec and Synapse do.
     let keep = req.logout_devices.then(|| auth.device_id.to_string());
     accounts::set_password(state.db(), auth.user_id.as_str(), &hash, keep.as_deref()).await?;
+    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
     tracing::info!(user_id = %auth.user_id, "password changed");
     Ok(RumaResponse(change_password::v3::Response::new()))
 }

@@ -36,6 +36,7 @@ pub async fn logout(
         &[auth.device_id.to_string()],
     )
     .await?;
+    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
     Ok(RumaResponse(logout::v3::Response::new()))
 }
 
@@ -46,5 +47,6 @@ pub async fn logout_all(
     Ruma(_): Ruma<logout_all::v3::Request>,
 ) -> Result<RumaResponse<logout_all::v3::Response>, ApiError> {
     accounts::delete_all_devices(state.db(), auth.user_id.as_str()).await?;
+    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
     Ok(RumaResponse(logout_all::v3::Response::new()))
 }

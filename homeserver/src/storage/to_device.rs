@@ -1,0 +1,199 @@
+//! Owner of `to_device_inbox`, `to_device_outbox` and `to_device_txns`:
+//! send-to-device messages waiting for a local device, messages for users
+//! on other servers kept for federation, and the transaction IDs that make
+//! `PUT /sendToDevice` idempotent per sending device.
+//!
+//! Every send takes one [`Stream::ToDevice`] position, shared by all the
+//! messages it stores (a device gets at most one message per send), so a
+//! device's inbox is ordered by position: the order in which sends
+//! committed. Messages stay until the device acknowledges them by syncing
+//! with a token past their position ([`acknowledge`]).
+
+use sea_orm::DbErr;
+
+use super::streams::{self, Stream};
+use super::{Db, Tx};
+use crate::storage::Sql as _;
+
+/// One message for one local device.
+#[derive(Debug, Clone)]
+pub struct InboxMessage {
+    pub user_id: String,
+    pub device_id: String,
+    /// The content, a JSON object, as text.
+    pub content: String,
+}
+
+/// Messages of one send for one remote server, as the `m.direct_to_device`
+/// EDU will carry them (`messages` is `{user: {device or "*": content}}`).
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub destination: String,
+    pub message_id: String,
+    pub messages: String,
+}
+
+/// Records the transaction ID of a send; `false` if this device already
+/// used it (the send was done: store nothing again).
+pub async fn claim_txn(
+    tx: &Tx,
+    user_id: &str,
+    device_id: &str,
+    txn_id: &str,
+) -> Result<bool, DbErr> {
+    let n = tx
+        .execute(
+            "INSERT INTO to_device_txns (user_id, device_id, txn_id, created_ts) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",
+            [
+                user_id.into(),
+                device_id.into(),
+                txn_id.into(),
+                crate::time::now_ms().into(),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Stores the messages of one send from `sender` and returns their stream
+/// position, in the caller's transaction.
+pub async fn store(
+    db: &Db,
+    tx: &Tx,
+    sender: &str,
+    event_type: &str,
+    local: &[InboxMessage],
+    remote: &[OutboxMessage],
+) -> Result<i64, DbErr> {
+    let position = streams::next_position(db, tx.sql_connection(), Stream::ToDevice).await?;
+    for m in local {
+        tx.execute(
+            "INSERT INTO to_device_inbox \
+             (stream_position, user_id, device_id, sender, event_type, content) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (user_id, device_id, stream_position) DO NOTHING",
+            [
+                position.into(),
+                m.user_id.as_str().into(),
+                m.device_id.as_str().into(),
+                sender.into(),
+                event_type.into(),
+                m.content.as_str().into(),
+            ],
+        )
+        .await?;
+    }
+    for m in remote {
+        // One row per destination, each with its own outbox position.
+        tx.execute(
+            "INSERT INTO to_device_outbox \
+             (stream_position, destination, sender, event_type, message_id, messages) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                streams::next_position(db, tx.sql_connection(), Stream::ToDeviceOutbox)
+                    .await?
+                    .into(),
+                m.destination.as_str().into(),
+                sender.into(),
+                event_type.into(),
+                m.message_id.as_str().into(),
+                m.messages.as_str().into(),
+            ],
+        )
+        .await?;
+    }
+    Ok(position)
+}
+
+/// The to-device messages for `device_id` of `user_id` with a position in
+/// `(since, until]`, oldest first, at most `limit`, each as the event sync
+/// delivers (`{"sender", "type", "content"}`), and the position sync must
+/// put in its next token: the last delivered message's position when the
+/// limit cut the batch short, else `until`.
+///
+/// Delivered messages are not deleted here: the client may never receive
+/// this response. They go when the device syncs with the next token
+/// ([`acknowledge`]), so a retried sync delivers them again.
+pub async fn for_sync(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+    since: i64,
+    until: i64,
+    limit: usize,
+) -> Result<(Vec<serde_json::Value>, i64), DbErr> {
+    let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = db
+        .query_all(
+            "SELECT stream_position, sender, event_type, content FROM to_device_inbox \
+             WHERE user_id = $1 AND device_id = $2 AND stream_position > $3 \
+             AND stream_position <= $4 ORDER BY stream_position LIMIT $5",
+            [
+                user_id.into(),
+                device_id.into(),
+                since.into(),
+                until.into(),
+                limit_sql.into(),
+            ],
+        )
+        .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    let mut last = since;
+    for r in &rows {
+        let content: String = r.try_get("", "content")?;
+        let content: serde_json::Value =
+            serde_json::from_str(&content).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let sender: String = r.try_get("", "sender")?;
+        let event_type: String = r.try_get("", "event_type")?;
+        events.push(serde_json::json!({
+            "sender": sender,
+            "type": event_type,
+            "content": content,
+        }));
+        last = r.try_get("", "stream_position")?;
+    }
+    let next = if rows.len() >= limit {
+        last
+    } else {
+        until.max(since)
+    };
+    Ok((events, next))
+}
+
+/// Deletes the messages of a device up to position `up_to`: called when
+/// the device syncs with a token whose to-device position is `up_to`, which
+/// proves it received everything before.
+pub async fn acknowledge(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+    up_to: i64,
+) -> Result<u64, DbErr> {
+    db.execute(
+        "DELETE FROM to_device_inbox WHERE user_id = $1 AND device_id = $2 \
+         AND stream_position <= $3",
+        [user_id.into(), device_id.into(), up_to.into()],
+    )
+    .await
+}
+
+/// Messages waiting for remote servers (for the federation sender).
+pub async fn outbox(db: &Db, destination: &str, limit: i64) -> Result<Vec<OutboxMessage>, DbErr> {
+    let rows = db
+        .query_all(
+            "SELECT destination, message_id, messages FROM to_device_outbox \
+             WHERE destination = $1 ORDER BY stream_position LIMIT $2",
+            [destination.into(), limit.into()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OutboxMessage {
+                destination: r.try_get("", "destination")?,
+                message_id: r.try_get("", "message_id")?,
+                messages: r.try_get("", "messages")?,
+            })
+        })
+        .collect()
+}
