@@ -11,6 +11,7 @@ mod m0003_rooms;
 mod m0004_receipts;
 mod m0005_room_aliases;
 mod m0006_e2ee;
+mod m0007_txn_id_scope;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_receipts::Migration),
             Box::new(m0005_room_aliases::Migration),
             Box::new(m0006_e2ee::Migration),
+            Box::new(m0007_txn_id_scope::Migration),
         ]
     }
 }

@@ -41,10 +41,11 @@ impl EventSpec {
     }
 }
 
-/// A client transaction ID, scoped to the sending device.
+/// A client transaction ID, scoped to the sending device and endpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct TxnKey<'a> {
     pub device_id: &'a str,
+    pub scope: txn_ids::Scope<'a>,
     pub txn_id: &'a str,
 }
 
@@ -130,7 +131,8 @@ impl<'a> RoomGuard<'a> {
         let started = Instant::now();
         let db = state.db();
         if let Some(t) = txn
-            && let Some(id) = txn_ids::get(db, sender.as_str(), t.device_id, t.txn_id).await?
+            && let Some(id) =
+                txn_ids::get(db, sender.as_str(), t.device_id, t.scope, t.txn_id).await?
         {
             return OwnedEventId::try_from(id).map_err(|e| corrupt("stored event ID", e));
         }
@@ -356,7 +358,16 @@ impl<'a> RoomGuard<'a> {
         }
         rooms::advance_extremities(&tx, room_id, event_id, &prev_events).await?;
         if let Some((user, t)) = txn {
-            txn_ids::insert(&tx, user.as_str(), t.device_id, t.txn_id, event_id, now).await?;
+            txn_ids::insert(
+                &tx,
+                user.as_str(),
+                t.device_id,
+                t.scope,
+                t.txn_id,
+                event_id,
+                now,
+            )
+            .await?;
         }
         if let (Some(target), Some(redacted)) = (&redaction_target, &redacted_json) {
             events::apply_redaction(&tx, &target.event_id, redacted, event_id).await?;

@@ -1,7 +1,9 @@
 //! Owner of `event_txn_ids`: the client's transaction ID of each event a
-//! device sent, scoped to (user, device) as the spec scopes them. It makes
-//! send, state and redact retries idempotent and lets us echo
-//! `unsigned.transaction_id` to the sending device.
+//! device sent, scoped as the spec scopes them: to the (user, device) and
+//! the request path without the transaction ID (a [`scope`]). The same
+//! transaction ID on another path (another room, event type or redacted
+//! event) is a new request. It makes send and redact retries idempotent
+//! and lets us echo `unsigned.transaction_id` to the sending device.
 
 use std::collections::HashMap;
 
@@ -10,18 +12,51 @@ use sea_orm::DbErr;
 use super::{Db, IN_CHUNK, Tx, in_list};
 use crate::storage::Sql as _;
 
-/// The event a device already sent with this transaction ID.
+/// The endpoint part of a transaction ID's scope: the request path
+/// without the version prefix and the transaction ID. Room and event IDs
+/// contain no `/`, so distinct requests never share a scope.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// `PUT /rooms/{room_id}/send/{event_type}/{txn_id}`
+    Send {
+        room_id: &'a str,
+        event_type: &'a str,
+    },
+    /// `PUT /rooms/{room_id}/redact/{event_id}/{txn_id}`
+    Redact { room_id: &'a str, event_id: &'a str },
+}
+
+impl Scope<'_> {
+    /// The stored form (also what migration m0007 derives for old rows).
+    pub fn key(self) -> String {
+        match self {
+            Scope::Send {
+                room_id,
+                event_type,
+            } => format!("rooms/{room_id}/send/{event_type}"),
+            Scope::Redact { room_id, event_id } => format!("rooms/{room_id}/redact/{event_id}"),
+        }
+    }
+}
+
+/// The event a device already sent with this transaction ID on this path.
 pub async fn get(
     db: &Db,
     user_id: &str,
     device_id: &str,
+    scope: Scope<'_>,
     txn_id: &str,
 ) -> Result<Option<String>, DbErr> {
     let row = db
         .query_one(
             "SELECT event_id FROM event_txn_ids \
-             WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
-            [user_id.into(), device_id.into(), txn_id.into()],
+             WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4",
+            [
+                user_id.into(),
+                device_id.into(),
+                scope.key().into(),
+                txn_id.into(),
+            ],
         )
         .await?;
     row.map(|r| r.try_get("", "event_id")).transpose()
@@ -31,16 +66,18 @@ pub async fn insert(
     tx: &Tx,
     user_id: &str,
     device_id: &str,
+    scope: Scope<'_>,
     txn_id: &str,
     event_id: &str,
     now_ms: i64,
 ) -> Result<(), DbErr> {
     tx.execute(
-        "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO event_txn_ids (user_id, device_id, scope, txn_id, event_id, created_ts) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
         [
             user_id.into(),
             device_id.into(),
+            scope.key().into(),
             txn_id.into(),
             event_id.into(),
             now_ms.into(),
@@ -71,4 +108,72 @@ pub async fn for_events(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use myelin_migrations::{Migrator, MigratorTrait};
+
+    use super::*;
+
+    /// A database from before transaction IDs were scoped keeps working
+    /// retries: the upgrade gives each stored ID the scope of the endpoint
+    /// that sent it.
+    #[tokio::test]
+    async fn upgrade_scopes_existing_transaction_ids() {
+        let path = std::env::temp_dir().join(format!(
+            "myelin_txn_upgrade_{}_{}.db",
+            std::process::id(),
+            crate::time::now_ms()
+        ));
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()), 2)
+            .await
+            .expect("connect");
+        Migrator::up(db.conn(), Some(6))
+            .await
+            .expect("migrate to 6");
+        for (event_id, event_type, redacts, txn) in [
+            ("$msg", "m.room.message", None, "a"),
+            ("$red", "m.room.redaction", Some("$msg"), "b"),
+        ] {
+            db.execute(
+                "INSERT INTO events (event_id, room_id, event_type, sender, origin_server_ts, \
+                 depth, json, redacts, outlier, soft_failed, received_ts) \
+                 VALUES ($1, '!r:x', $2, '@u:x', 0, 1, '{}', $3, false, false, 0)",
+                [event_id.into(), event_type.into(), redacts.into()],
+            )
+            .await
+            .expect("event");
+            db.execute(
+                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts) \
+                 VALUES ('@u:x', 'D', $1, $2, 0)",
+                [txn.into(), event_id.into()],
+            )
+            .await
+            .expect("txn id");
+        }
+        db.migrate().await.expect("migrate");
+
+        let send = Scope::Send {
+            room_id: "!r:x",
+            event_type: "m.room.message",
+        };
+        let redact = Scope::Redact {
+            room_id: "!r:x",
+            event_id: "$msg",
+        };
+        let got = |scope, txn: &'static str| {
+            let db = db.clone();
+            async move { get(&db, "@u:x", "D", scope, txn).await.expect("get") }
+        };
+        assert_eq!(got(send, "a").await.as_deref(), Some("$msg"));
+        assert_eq!(got(redact, "b").await.as_deref(), Some("$red"));
+        assert_eq!(got(redact, "a").await, None);
+        let other_room = Scope::Send {
+            room_id: "!other:x",
+            event_type: "m.room.message",
+        };
+        assert_eq!(got(other_room, "a").await, None);
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -10,13 +10,18 @@ use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::rooms::{EventSpec, TxnKey};
 use crate::state::AppState;
+use crate::storage::txn_ids;
 
 pub async fn redact(
     State(state): State<AppState>,
     auth: Authed,
     Ruma(req): Ruma<redact_event::Request>,
 ) -> Result<RumaResponse<redact_event::Response>, ApiError> {
-    if let Some(id) = previous_txn(&state, &auth, req.txn_id.as_str()).await? {
+    let scope = txn_ids::Scope::Redact {
+        room_id: req.room_id.as_str(),
+        event_id: req.event_id.as_str(),
+    };
+    if let Some(id) = previous_txn(&state, &auth, scope, req.txn_id.as_str()).await? {
         return Ok(RumaResponse(redact_event::Response::new(id)));
     }
     // Retries (answered above) are not rate limited; new events are.
@@ -38,6 +43,7 @@ pub async fn redact(
             spec,
             Some(TxnKey {
                 device_id: auth.device_id.as_str(),
+                scope,
                 txn_id: req.txn_id.as_str(),
             }),
         )

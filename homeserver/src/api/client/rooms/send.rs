@@ -17,12 +17,14 @@ use crate::storage::txn_ids;
 pub(super) async fn previous_txn(
     state: &AppState,
     auth: &Authed,
+    scope: txn_ids::Scope<'_>,
     txn_id: &str,
 ) -> Result<Option<OwnedEventId>, ApiError> {
     txn_ids::get(
         state.db(),
         auth.user_id.as_str(),
         auth.device_id.as_str(),
+        scope,
         txn_id,
     )
     .await?
@@ -51,8 +53,13 @@ pub async fn send_message(
     auth: Authed,
     Ruma(req): Ruma<send_message_event::Request>,
 ) -> Result<RumaResponse<send_message_event::Response>, ApiError> {
+    let event_type = req.event_type.to_string();
+    let scope = txn_ids::Scope::Send {
+        room_id: req.room_id.as_str(),
+        event_type: &event_type,
+    };
     // A retry answers with the first result, even if things changed since.
-    if let Some(id) = previous_txn(&state, &auth, req.txn_id.as_str()).await? {
+    if let Some(id) = previous_txn(&state, &auth, scope, req.txn_id.as_str()).await? {
         return Ok(RumaResponse(send_message_event::Response::new(id)));
     }
     // Retries (answered above) are not rate limited; new events are.
@@ -60,9 +67,8 @@ pub async fn send_message(
         .rate_limiter()
         .check(crate::ratelimit::Limit::Message, auth.user_id.as_str())?;
     let content = strict_object(req.body.json())?;
-    let event_type = req.event_type.to_string();
     require_joined(&state, &auth, req.room_id.as_str()).await?;
-    let mut spec = EventSpec::new(event_type, None, content);
+    let mut spec = EventSpec::new(event_type.clone(), None, content);
     if spec.event_type == "m.room.redaction" {
         // v11+ redactions name their target in content.
         spec.redacts = spec
@@ -79,6 +85,7 @@ pub async fn send_message(
             spec,
             Some(TxnKey {
                 device_id: auth.device_id.as_str(),
+                scope,
                 txn_id: req.txn_id.as_str(),
             }),
         )
