@@ -32,7 +32,6 @@ use tokio_rustls::client::TlsStream;
 use cache::TtlCache;
 use server_name::{Host, InvalidServerName, ParsedServerName};
 
-
 /// Why a server name could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -226,9 +225,11 @@ impl Resolver {
             tls_name,
             valid_until: found.valid_until,
         };
-        self.inner
-            .results
-            .insert(server_name.to_owned(), resolved.clone(), resolved.valid_until);
+        self.inner.results.insert(
+            server_name.to_owned(),
+            resolved.clone(),
+            resolved.valid_until,
+        );
         Ok(resolved)
     }
 
@@ -304,7 +305,10 @@ impl Resolver {
     async fn addresses(&self, host: &str, port: u16) -> Result<Addresses, DiscoveryError> {
         let (ips, valid_until) = dns::lookup_ips(&self.inner.dns, host).await?;
         Ok(Addresses {
-            addrs: ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect(),
+            addrs: ips
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect(),
             valid_until,
         })
     }
@@ -334,8 +338,9 @@ impl Resolver {
                 }
             }
             if found.addrs.is_empty() {
-                return Err(last_error
-                    .unwrap_or_else(|| DiscoveryError::Dns(format!("{service}.{name}"))));
+                return Err(
+                    last_error.unwrap_or_else(|| DiscoveryError::Dns(format!("{service}.{name}")))
+                );
             }
             return Ok(found);
         }
@@ -343,10 +348,7 @@ impl Resolver {
     }
 
     /// Drops denied addresses; an error if none is left.
-    fn filter_addresses(
-        &self,
-        addrs: Vec<SocketAddr>,
-    ) -> Result<Vec<SocketAddr>, DiscoveryError> {
+    fn filter_addresses(&self, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, DiscoveryError> {
         if self.inner.config.allow_private_addresses {
             return Ok(addrs);
         }

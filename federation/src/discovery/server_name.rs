@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn ipv4_literal() {
         let p = parse("1.2.3.4");
-        assert_eq!(p.host, Host::Ip("1.2.3.4".parse().unwrap_or_else(|_| unreachable!())));
+        assert_eq!(
+            p.host,
+            Host::Ip("1.2.3.4".parse().unwrap_or_else(|_| unreachable!()))
+        );
         assert_eq!(p.port, None);
         let p = parse("1.2.3.4:1234");
         assert_eq!(p.port, Some(1234));
@@ -120,7 +123,10 @@ mod tests {
         assert_eq!(p.port, None);
         assert_eq!(p.authority(), "[1234:5678::abcd]");
         let p = parse("[::1]:5678");
-        assert_eq!(p.host, Host::Ip("::1".parse().unwrap_or_else(|_| unreachable!())));
+        assert_eq!(
+            p.host,
+            Host::Ip("::1".parse().unwrap_or_else(|_| unreachable!()))
+        );
         assert_eq!(p.port, Some(5678));
         assert_eq!(p.authority(), "[::1]:5678");
     }

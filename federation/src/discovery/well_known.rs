@@ -18,9 +18,9 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName as TlsName;
 use serde::Deserialize;
 
+use super::Resolver;
 use super::cache::jittered;
 use super::server_name::{Host, ParsedServerName};
-use super::Resolver;
 
 /// How a fetch ended, before caching.
 enum Fetched {
@@ -85,9 +85,11 @@ impl Resolver {
                 };
                 // Remember for a while after expiry that this domain delegates, so a later
                 // failure is cached only briefly.
-                self.inner
-                    .had_valid_well_known
-                    .insert(key.clone(), (), now + ttl + cfg.remember_had_valid);
+                self.inner.had_valid_well_known.insert(
+                    key.clone(),
+                    (),
+                    now + ttl + cfg.remember_had_valid,
+                );
                 (Some(server), ttl)
             }
             Fetched::Unreachable
@@ -207,14 +209,10 @@ impl Resolver {
         };
         let addrs = self.filter_addresses(addrs).map_err(|_| Fetched::Invalid)?;
         let cfg = &self.inner.config.well_known;
-        let stream = super::connect::connect_tls(
-            &self.inner.tls,
-            &addrs,
-            &tls_name,
-            cfg.request_timeout,
-        )
-        .await
-        .map_err(|_| Fetched::Unreachable)?;
+        let stream =
+            super::connect::connect_tls(&self.inner.tls, &addrs, &tls_name, cfg.request_timeout)
+                .await
+                .map_err(|_| Fetched::Unreachable)?;
 
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -305,7 +303,10 @@ fn cache_period_from_headers(headers: &HeaderMap) -> Option<Duration> {
     else {
         return Some(Duration::ZERO);
     };
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -316,7 +317,10 @@ mod tests {
     fn headers(pairs: &[(&http::HeaderName, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
-            map.append(*k, HeaderValue::from_str(v).unwrap_or_else(|_| unreachable!()));
+            map.append(
+                *k,
+                HeaderValue::from_str(v).unwrap_or_else(|_| unreachable!()),
+            );
         }
         map
     }
@@ -324,7 +328,10 @@ mod tests {
     #[test]
     fn cache_control_max_age() {
         let h = headers(&[(&CACHE_CONTROL, "public, max-age=3600")]);
-        assert_eq!(cache_period_from_headers(&h), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            cache_period_from_headers(&h),
+            Some(Duration::from_secs(3600))
+        );
     }
 
     #[test]
