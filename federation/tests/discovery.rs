@@ -597,6 +597,33 @@ async fn well_known_is_cached_and_refetched_after_expiry() {
 }
 
 #[tokio::test]
+async fn temporary_failure_keeps_the_previous_answer_until_it_expires() {
+    let f = fixture().await;
+    let target = host("delegated-target");
+    f.web.well_known(
+        &host("short"),
+        json(&format!("{target}:7005"), Some("max-age=2")),
+    );
+    f.resolver.resolve(&host("short")).await.unwrap();
+    // In the refresh window (last 20 % of 2 s) the server is down (503).
+    f.web
+        .well_known(&host("short"), status(StatusCode::SERVICE_UNAVAILABLE));
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let r = f.resolver.resolve(&host("short")).await.unwrap();
+    assert_eq!(
+        f.web.hits(&host("short")),
+        2,
+        "no refetch in the refresh window"
+    );
+    assert_eq!(r.addresses, vec![addr("127.0.0.2", 7005)]);
+    // Once the old answer has expired, the failure counts: no delegation.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = f.resolver.resolve(&host("short")).await.unwrap();
+    assert_eq!(f.web.hits(&host("short")), 3);
+    assert_eq!(r.addresses, vec![addr("127.0.0.1", FALLBACK)]);
+}
+
+#[tokio::test]
 async fn dns_ttl_bounds_the_cached_result() {
     let f = fixture().await;
     f.web.well_known(

@@ -286,7 +286,7 @@ impl Resolver {
                 dns_name(hostname)?,
             ),
         };
-        found.valid_until = found.valid_until.min(well_known.valid_until);
+        found.valid_until = found.valid_until.min(well_known.refresh_at);
         Ok((found, host_header, tls_name))
     }
 

@@ -32,10 +32,17 @@ enum Fetched {
     Unreachable,
 }
 
-/// What a lookup returns: the delegated server name (if any) and until when it holds.
+/// What a lookup returns: the delegated server name (if any), and when a resolution built on
+/// it should ask again (the start of the refresh window, so the refetch really happens).
 pub(crate) struct WellKnown {
     pub delegated: Option<String>,
-    pub valid_until: Instant,
+    pub refresh_at: Instant,
+}
+
+/// Refetch in the last 20 % of an entry's lifetime (Synapse's grace period), so a live
+/// domain's answer is renewed before it expires.
+fn refresh_point(expires: Instant, ttl: Duration) -> Instant {
+    expires.checked_sub(ttl.mul_f64(0.2)).unwrap_or(expires)
 }
 
 #[derive(Clone)]
@@ -67,16 +74,26 @@ impl Resolver {
         let previous = self.inner.well_known.get_with_expiry(&key);
         let now = Instant::now();
         if let Some((entry, expires)) = &previous {
-            let refresh_at = expires.checked_sub(entry.ttl.mul_f64(0.2)).unwrap_or(now);
+            let refresh_at = refresh_point(*expires, entry.ttl);
             if now < refresh_at {
                 return WellKnown {
                     delegated: entry.delegated.clone(),
-                    valid_until: *expires,
+                    refresh_at,
                 };
             }
         }
 
         let fetched = self.fetch_well_known(hostname).await;
+        // A temporary failure inside the previous answer's lifetime keeps serving it.
+        if let (Fetched::Unreachable, Some((entry, expires))) = (&fetched, &previous)
+            && entry.delegated.is_some()
+            && now < *expires
+        {
+            return WellKnown {
+                delegated: entry.delegated.clone(),
+                refresh_at: *expires,
+            };
+        }
         let (delegated, ttl) = match fetched {
             Fetched::Delegated(server, header_period) => {
                 let ttl = match header_period {
@@ -91,18 +108,6 @@ impl Resolver {
                     now + ttl + cfg.remember_had_valid,
                 );
                 (Some(server), ttl)
-            }
-            Fetched::Unreachable
-                if previous
-                    .as_ref()
-                    .is_some_and(|(e, exp)| e.delegated.is_some() && now < *exp) =>
-            {
-                // Still inside the previous answer's lifetime: keep serving it.
-                let (entry, expires) = previous.unwrap_or_else(|| unreachable!());
-                return WellKnown {
-                    delegated: entry.delegated,
-                    valid_until: expires,
-                };
             }
             Fetched::Invalid | Fetched::Unreachable => {
                 let period = if self.inner.had_valid_well_known.get(&key).is_some() {
@@ -126,7 +131,7 @@ impl Resolver {
         }
         WellKnown {
             delegated,
-            valid_until,
+            refresh_at: refresh_point(valid_until, ttl),
         }
     }
 
@@ -295,7 +300,7 @@ fn cache_period_from_headers(headers: &HeaderMap) -> Option<Duration> {
     if max_age.is_some() {
         return max_age;
     }
-    let expires = headers.get_all(EXPIRES).iter().last()?;
+    let expires = headers.get_all(EXPIRES).iter().next_back()?;
     let Some(at) = expires
         .to_str()
         .ok()
