@@ -1,1 +1,3 @@
 //! Server-server API: discovery, keys, request signing, transactions, joins, backfill.
+
+pub mod discovery;
