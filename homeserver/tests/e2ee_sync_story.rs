@@ -421,12 +421,14 @@ async fn encrypted_room_story(backend: Backend) {
         users(&resp["device_lists"]["changed"]).contains(&alice_id.as_str()),
         "{resp}"
     );
-    let state = resp["rooms"]["join"][&room]["state"]["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    // Bob's client sees the room is encrypted (in its state or timeline).
+    let joined = &resp["rooms"]["join"][&room];
+    let events: Vec<Value> = ["state", "timeline"]
+        .iter()
+        .flat_map(|s| joined[s]["events"].as_array().cloned().unwrap_or_default())
+        .collect();
     assert!(
-        state
+        events
             .iter()
             .any(|e| e["type"] == "m.room.encryption" && e["content"]["algorithm"] == MEGOLM),
         "{resp}"
