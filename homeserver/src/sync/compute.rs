@@ -26,6 +26,7 @@ use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
 use serde_json::Value as Json;
 
 use super::assemble::{self, StateKey};
+use super::e2ee;
 use super::filter;
 use super::plan::{RoomTimeline, plan, prev_batch, split_timelines};
 use super::token::SyncToken;
@@ -56,7 +57,8 @@ pub async fn current_token(state: &AppState) -> Result<SyncToken, ApiError> {
         account_data: streams::current_position(db, Stream::AccountData).await?,
         receipts: streams::current_position(db, Stream::Receipts).await?,
         typing: i64::try_from(state.typing().position()).unwrap_or(i64::MAX),
-        ..SyncToken::default()
+        to_device: streams::current_position(db, Stream::ToDevice).await?,
+        device_lists: streams::current_position(db, Stream::DeviceLists).await?,
     })
 }
 
@@ -567,7 +569,7 @@ pub async fn compute(
         knock.insert(room_id, sync_events::KnockedRoom::from(state));
     }
 
-    let mut resp = sync_events::Response::new(now.to_string());
+    let mut resp = sync_events::Response::new(String::new());
     resp.rooms.join = join;
     resp.rooms.leave = leave;
     resp.rooms.invite = invite;
@@ -576,6 +578,18 @@ pub async fn compute(
         .iter()
         .map(format::raw)
         .collect::<Result<_, _>>()?;
+    // To-device messages may stop short of `now` (a full batch).
+    let mut next = now;
+    next.to_device = e2ee::fill(
+        db,
+        p.user_id,
+        p.device_id,
+        p.since.as_ref(),
+        &now,
+        &mut resp,
+    )
+    .await?;
+    resp.next_batch = next.to_string();
     Ok(resp)
 }
 

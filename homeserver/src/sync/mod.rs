@@ -6,6 +6,8 @@
 //! - [`compute`]: one response from the database and in-memory streams.
 //! - [`assemble`]: the pure rules of the response (state selection,
 //!   summaries, ephemeral and stripped events).
+//! - [`e2ee`]: to-device messages, device-list changes and key counts
+//!   (its module docs list its choices).
 //!
 //! # Choices where the spec is silent (following Synapse)
 //! - Timelines default to 10 events per room, at most 100.
@@ -27,6 +29,7 @@
 
 pub mod assemble;
 pub mod compute;
+pub mod e2ee;
 pub mod filter;
 pub mod plan;
 pub mod token;

@@ -10,6 +10,7 @@
 //! rollback does not log clients out of sync.
 
 use crate::api::error::ApiError;
+use crate::e2ee::DeviceListPositions;
 
 /// Declares the token's fields in wire order: adding a stream is adding
 /// one name at the end of this list.
@@ -62,6 +63,15 @@ impl SyncToken {
     pub fn parse_param(token: &str) -> Result<Self, ApiError> {
         Self::parse(token)
             .ok_or_else(|| ApiError::invalid_param(format!("invalid sync token {token:?}")))
+    }
+
+    /// The positions device-list changes between two tokens depend on
+    /// (see `storage::device_lists`).
+    pub fn device_list_positions(&self) -> DeviceListPositions {
+        DeviceListPositions {
+            timeline: self.timeline,
+            device_lists: self.device_lists,
+        }
     }
 }
 
@@ -123,5 +133,25 @@ mod tests {
             assert_eq!(SyncToken::parse(bad), None, "{bad:?}");
         }
         assert!(SyncToken::parse_param("nope").is_err());
+    }
+
+    #[test]
+    fn device_list_positions_are_the_timeline_and_device_list_fields() {
+        let t = SyncToken::parse("s42_7_3_9_1_2").expect("token");
+        assert_eq!(
+            t.device_list_positions(),
+            DeviceListPositions {
+                timeline: 42,
+                device_lists: 2
+            }
+        );
+        let old = SyncToken::parse("s5_6").expect("short token");
+        assert_eq!(
+            old.device_list_positions(),
+            DeviceListPositions {
+                timeline: 5,
+                device_lists: 0
+            }
+        );
     }
 }

@@ -6,6 +6,10 @@
 //! commits between that computation and the wait still wakes it. A wake-up
 //! that turns out to carry nothing for this request (a filtered event, say)
 //! computes again and goes back to waiting until the timeout.
+//!
+//! A `since` token also acknowledges the device's to-device messages up to
+//! its to-device position (they are deleted once, before the first
+//! computation): the client only sends a token it received.
 
 use std::time::Duration;
 
@@ -60,6 +64,9 @@ pub async fn sync_events(
         // Push rules are stored on first access; do it before taking the
         // token so the initial sync carries them (clients need them).
         push_rules::ensure_stored(db, &auth.user_id).await?;
+    }
+    if let Some(since) = &since {
+        sync::e2ee::acknowledge_to_device(db, &auth.user_id, &auth.device_id, since).await?;
     }
     let params = SyncParams {
         user_id: &auth.user_id,

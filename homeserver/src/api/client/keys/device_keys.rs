@@ -14,9 +14,10 @@ use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::e2ee::{self, signed};
 use crate::state::AppState;
-use crate::storage::device_lists::{self, Positions};
+use crate::storage::device_lists;
 use crate::storage::one_time_keys::{self, Key};
 use crate::storage::{cross_signing, device_keys as stored_keys};
+use crate::sync::SyncToken;
 
 /// The most one-time or fallback keys one upload may carry: clients upload
 /// tens at a time; the bound keeps one request's transaction small.
@@ -287,24 +288,6 @@ pub async fn claim(
     )?)))
 }
 
-/// The timeline and device-list positions of a sync token
-/// (`s<timeline>_<account data>_<receipts>_<typing>_<to-device>_<device
-/// lists>`, see the sync token's definition); a missing field is 0.
-pub fn positions_of_sync_token(token: &str) -> Option<Positions> {
-    let body = token.strip_prefix('s')?;
-    let mut fields = Vec::new();
-    for part in body.split('_') {
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        fields.push(part.parse::<i64>().ok()?);
-    }
-    Some(Positions {
-        timeline: *fields.first()?,
-        device_lists: fields.get(5).copied().unwrap_or(0),
-    })
-}
-
 /// `GET /_matrix/client/v3/keys/changes?from&to`: users whose device lists
 /// changed between two sync tokens, among users sharing a room with the
 /// requester, and users who no longer share one (see
@@ -314,12 +297,8 @@ pub async fn changes(
     auth: Authed,
     Ruma(req): Ruma<get_key_changes::v3::Request>,
 ) -> Result<RumaResponse<get_key_changes::v3::Response>, ApiError> {
-    let parse = |t: &str| {
-        positions_of_sync_token(t)
-            .ok_or_else(|| ApiError::invalid_param(format!("invalid sync token {t:?}")))
-    };
-    let from = parse(&req.from)?;
-    let to = parse(&req.to)?;
+    let from = SyncToken::parse_param(&req.from)?.device_list_positions();
+    let to = SyncToken::parse_param(&req.to)?.device_list_positions();
     let (changed, left) =
         device_lists::changes_for_sync(state.db(), auth.user_id.as_str(), from, to).await?;
     let unique = |v: Vec<String>| v.into_iter().collect::<BTreeSet<_>>();
@@ -327,30 +306,4 @@ pub async fn changes(
         from_json(&unique(changed))?,
         from_json(&unique(left))?,
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sync_token_positions() {
-        assert_eq!(
-            positions_of_sync_token("s42_7_3_9_1_2"),
-            Some(Positions {
-                timeline: 42,
-                device_lists: 2
-            })
-        );
-        assert_eq!(
-            positions_of_sync_token("s5_6"),
-            Some(Positions {
-                timeline: 5,
-                device_lists: 0
-            })
-        );
-        for bad in ["", "s", "t5", "s1__2", "s-1", "sx"] {
-            assert_eq!(positions_of_sync_token(bad), None, "{bad:?}");
-        }
-    }
 }
