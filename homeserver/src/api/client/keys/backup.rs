@@ -261,6 +261,17 @@ async fn put_keys(
             changed = true;
         }
     }
+    commit_change(tx, user, &v, changed).await
+}
+
+/// Ends a change of a backup's keys: a new etag when anything changed, and
+/// the etag and key count clients are answered with.
+async fn commit_change(
+    tx: Tx,
+    user: &str,
+    v: &Version,
+    changed: bool,
+) -> Result<(String, UInt), ApiError> {
     let mut etag = v.etag;
     if changed {
         key_backup::bump_etag(&tx, user, v.version).await?;
@@ -418,14 +429,8 @@ async fn delete_keys(
 ) -> Result<(String, UInt), ApiError> {
     let tx = state.db().begin_write().await?;
     let v = existing(&tx, user, version).await?;
-    let mut etag = v.etag;
-    if key_backup::delete_sessions(&tx, user, v.version, room, session).await? > 0 {
-        key_backup::bump_etag(&tx, user, v.version).await?;
-        etag += 1;
-    }
-    let count = key_backup::count(&tx, user, v.version).await?;
-    tx.commit().await?;
-    Ok((etag.to_string(), UInt::try_from(count).unwrap_or(UInt::MAX)))
+    let changed = key_backup::delete_sessions(&tx, user, v.version, room, session).await? > 0;
+    commit_change(tx, user, &v, changed).await
 }
 
 /// `DELETE /_matrix/client/v3/room_keys/keys`
