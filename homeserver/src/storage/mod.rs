@@ -226,8 +226,15 @@ pub const IN_CHUNK: usize = 500;
 /// of the storage modules.
 #[cfg(test)]
 pub(crate) async fn test_db() -> Db {
+    use std::sync::Once;
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static SWEEP: Once = Once::new();
+    // A `Db` has no owner to delete its file when the last clone goes, so
+    // each test process instead removes what earlier runs left behind (an
+    // hour old: no run still uses it), keeping a reused machine's temp
+    // directory bounded.
+    SWEEP.call_once(|| remove_stale_test_files(std::time::Duration::from_secs(3600)));
     let path = std::env::temp_dir().join(format!(
         "myelin_unit_{}_{}_{}.db",
         std::process::id(),
@@ -239,6 +246,30 @@ pub(crate) async fn test_db() -> Db {
         .expect("connect");
     db.migrate().await.expect("migrate");
     db
+}
+
+/// Deletes `myelin_unit_*` database files (and their WAL and shared-memory
+/// files) older than `age` from the temp directory.
+#[cfg(test)]
+fn remove_stale_test_files(age: Duration) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let is_test_db = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("myelin_unit_"));
+        let is_old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if is_test_db && is_old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn placeholders(backend: DbBackend, sql: &str) -> String {
