@@ -105,6 +105,16 @@ pub async fn membership_of(
         .map(|m| m.membership))
 }
 
+/// A 403 unless `user_id` is joined to `room_id`: nothing is done for
+/// non-members, and unknown rooms look the same as rooms one is not in.
+pub async fn require_joined(db: &Db, room_id: &str, user_id: &str) -> Result<(), ApiError> {
+    if membership_of(db, room_id, user_id).await?.as_deref() == Some("join") {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("You are not joined to this room"))
+    }
+}
+
 /// Whether the event exists in this room.
 pub async fn event_in_room(db: &Db, room_id: &str, event_id: &str) -> Result<bool, ApiError> {
     Ok(events::get(db, event_id)

@@ -30,13 +30,7 @@ pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
 
 /// A 403 unless `user` is joined to `room` (unknown rooms look the same).
 async fn require_joined(state: &AppState, room: &RoomId, user: &UserId) -> Result<(), ApiError> {
-    let m =
-        crate::rooms::membership::membership_of(state.db(), room.as_str(), user.as_str()).await?;
-    if m.as_deref() == Some("join") {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("You are not joined to this room"))
-    }
+    crate::rooms::membership::require_joined(state.db(), room.as_str(), user.as_str()).await
 }
 
 /// The timeline position of an event of `room`; 404 for events not in the
