@@ -48,6 +48,18 @@ echo "== format"
 cargo fmt --all -- --check
 echo "== lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== monitoring kit"
+if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ]; then
+  # Debian's prometheus package carries promtool.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
+if command -v promtool >/dev/null; then
+  bash ops/monitoring/check.sh
+else
+  echo "promtool not available (not root): skipping the promtool checks"
+fi
 echo "== tests"
 cargo test --workspace --locked
 

@@ -2,6 +2,7 @@
 //! `myelin_`. The HTTP middleware labels requests by the route template
 //! (never the raw path, which would explode cardinality).
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -25,7 +26,19 @@ pub struct Metrics {
     pub event_persist_seconds: HistogramVec,
     pub db_pool_size: IntGauge,
     pub db_pool_idle: IntGauge,
+    pub sync_compute_seconds: HistogramVec,
 }
+
+/// Database errors seen by request handlers. Process-wide because errors
+/// are counted where a database error becomes an API error, which has no
+/// server state at hand; every registry of the process exports it.
+pub static DATABASE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "database_errors_total",
+        "Database errors that failed a request",
+    )
+    .unwrap_or_else(|e| unreachable!("static metric options are valid: {e}"))
+});
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -65,6 +78,14 @@ impl Metrics {
         )?;
         let db_pool_size = IntGauge::new("db_pool_connections", "Open database connections")?;
         let db_pool_idle = IntGauge::new("db_pool_idle_connections", "Idle database connections")?;
+        let sync_compute_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "sync_compute_duration_seconds",
+                "Time to compute a /sync response, without the long-poll wait",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["kind"],
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(sync_waiting.clone()))?;
@@ -73,6 +94,14 @@ impl Metrics {
         registry.register(Box::new(event_persist_seconds.clone()))?;
         registry.register(Box::new(db_pool_size.clone()))?;
         registry.register(Box::new(db_pool_idle.clone()))?;
+        registry.register(Box::new(sync_compute_seconds.clone()))?;
+        registry.register(Box::new(DATABASE_ERRORS.clone()))?;
+        // CPU seconds, resident memory, open files of this process: what
+        // operators size machines by.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Self {
             registry,
             http_requests,
@@ -83,6 +112,7 @@ impl Metrics {
             event_persist_seconds,
             db_pool_size,
             db_pool_idle,
+            sync_compute_seconds,
         })
     }
 

@@ -114,6 +114,7 @@ impl ApiError {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
+        crate::metrics::DATABASE_ERRORS.inc();
         ApiError::internal("database error", e)
     }
 }

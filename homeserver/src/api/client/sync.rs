@@ -91,8 +91,19 @@ pub async fn sync_events(
                 .filter_map(|m| <&RoomId>::try_from(m.room_id.as_str()).ok());
             state.notifier().listen(&auth.user_id, joined)
         });
+        let started = std::time::Instant::now();
         let now = sync::current_token(&state).await?;
         let resp = sync::compute(&state, &params, rows, now).await?;
+        let kind = if params.since.is_none() {
+            "initial"
+        } else {
+            "incremental"
+        };
+        state
+            .metrics()
+            .sync_compute_seconds
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
         let Some(listener) = listener else {
             return Ok(RumaResponse(resp));
         };
