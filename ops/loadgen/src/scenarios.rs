@@ -1,0 +1,318 @@
+//! The measured scenarios. Each returns a JSON report.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{Barrier, watch};
+use tokio::task::JoinSet;
+
+use crate::client::{ClientError, Homeserver, User};
+use crate::procstat;
+use crate::stats::{ms, quantile};
+
+const PASSWORD: &str = "loadgen-password-1";
+
+/// What every scenario needs.
+pub struct Setup {
+    pub hs: Homeserver,
+    pub shared_secret: Option<String>,
+    /// The server's root process, if CPU and memory are measured.
+    pub pid: Option<u32>,
+    /// The database server's root process, counted in CPU figures.
+    pub db_pid: Option<u32>,
+    /// Makes user names unique per run, so runs can share a server.
+    pub run_id: String,
+}
+
+pub fn run_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("{:x}", ms % 0xffff_ffff)
+}
+
+impl Setup {
+    /// Registers `count` users named `lg<run>_<tag><i>`, four at a time
+    /// (password hashing is deliberately slow on every server).
+    async fn register(&self, tag: &str, count: usize) -> Result<Vec<User>, ClientError> {
+        let mut users = Vec::with_capacity(count);
+        for chunk_start in (0..count).step_by(4) {
+            let mut set = JoinSet::new();
+            for i in chunk_start..(chunk_start + 4).min(count) {
+                let hs = self.hs.clone();
+                let secret = self.shared_secret.clone();
+                let localpart = format!("lg{}_{tag}{i}", self.run_id);
+                set.spawn(async move {
+                    let user = hs.register(&localpart, PASSWORD, secret.as_deref()).await;
+                    (i, user)
+                });
+            }
+            let mut batch: Vec<(usize, User)> = Vec::new();
+            while let Some(joined) = set.join_next().await {
+                if let Ok((i, user)) = joined {
+                    batch.push((i, user?));
+                }
+            }
+            batch.sort_by_key(|(i, _)| *i);
+            users.extend(batch.into_iter().map(|(_, u)| u));
+        }
+        Ok(users)
+    }
+
+    /// CPU seconds used so far by the server and its database server.
+    fn cpu(&self) -> Option<f64> {
+        let db = self.db_pid.map_or(0.0, procstat::cpu_seconds);
+        self.pid.map(|pid| procstat::cpu_seconds(pid) + db)
+    }
+}
+
+/// Samples the resident memory of the server's process tree until dropped.
+struct MemorySampler {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl MemorySampler {
+    fn start(pid: Option<u32>) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let Some(pid) = pid else { return 0 };
+            let mut peak = 0;
+            loop {
+                peak = peak.max(procstat::rss_bytes(pid));
+                tokio::select! {
+                    _ = stopped.changed() => return peak.max(procstat::rss_bytes(pid)),
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn peak(self) -> u64 {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// Sends between senders and observers: when each message was sent.
+type SendTimes = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// U users send M messages each into one room, all at once; observers
+/// long-poll `/sync` and note when each message reaches them.
+pub async fn messages(
+    setup: &Setup,
+    users: usize,
+    messages: usize,
+    observers: usize,
+    deadline: Duration,
+) -> Result<Value, ClientError> {
+    let users = setup.register("m", users.max(1)).await?;
+    let room = users[0].create_room("loadgen").await?;
+    for u in &users[1..] {
+        u.join(&room).await?;
+    }
+    let total = users.len() * messages;
+    let filter = json!({
+        "room": {
+            "rooms": [room],
+            "timeline": { "limit": 100, "types": ["m.room.message"] },
+            "state": { "lazy_load_members": true },
+        },
+        "presence": { "types": [] },
+        "account_data": { "types": [] },
+    })
+    .to_string();
+
+    // Observers first catch up, so they then wait for new events only.
+    let mut observer_tokens = Vec::new();
+    for u in users.iter().take(observers) {
+        let body = u.sync(None, 0, Some(&filter)).await?;
+        let next = body["next_batch"]
+            .as_str()
+            .ok_or(ClientError::Missing("sync", "next_batch"))?
+            .to_owned();
+        observer_tokens.push((u.clone(), next));
+    }
+
+    let sampler = MemorySampler::start(setup.pid);
+    let baseline_rss = setup.pid.map(procstat::rss_bytes);
+    let cpu_before = setup.cpu();
+    let sent: SendTimes = Arc::new(Mutex::new(HashMap::with_capacity(total)));
+    let give_up = Instant::now() + deadline;
+
+    let mut observer_set = JoinSet::new();
+    for (u, since) in observer_tokens {
+        let filter = filter.clone();
+        observer_set.spawn(observe(u, since, filter, total, give_up));
+    }
+
+    let start_line = Arc::new(Barrier::new(users.len()));
+    let mut sender_set = JoinSet::new();
+    for (i, u) in users.iter().cloned().enumerate() {
+        let room = room.clone();
+        let sent = sent.clone();
+        let start_line = start_line.clone();
+        sender_set.spawn(async move {
+            start_line.wait().await;
+            let first = Instant::now();
+            for n in 0..messages {
+                let body = format!("loadgen {i} {n}");
+                if let Ok(mut times) = sent.lock() {
+                    times.insert(body.clone(), Instant::now());
+                }
+                u.send_text(&room, &format!("lg{i}-{n}"), &body).await?;
+            }
+            Ok::<_, ClientError>((first, Instant::now()))
+        });
+    }
+    let mut first_send: Option<Instant> = None;
+    let mut last_send: Option<Instant> = None;
+    while let Some(joined) = sender_set.join_next().await {
+        if let Ok(result) = joined {
+            let (first, last) = result?;
+            first_send = Some(first_send.map_or(first, |f| f.min(first)));
+            last_send = Some(last_send.map_or(last, |l| l.max(last)));
+        }
+    }
+    let send_seconds = match (first_send, last_send) {
+        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+        _ => 0.0,
+    };
+
+    let mut latencies = Vec::with_capacity(total * observers);
+    let mut missing = 0;
+    let mut limited = 0;
+    let sent = sent.lock().map(|m| m.clone()).unwrap_or_default();
+    while let Some(joined) = observer_set.join_next().await {
+        if let Ok(result) = joined {
+            let seen = result?;
+            limited += seen.limited;
+            missing += total.saturating_sub(seen.at.len());
+            for (body, at) in seen.at {
+                if let Some(sent_at) = sent.get(&body) {
+                    latencies.push(at.saturating_duration_since(*sent_at));
+                }
+            }
+        }
+    }
+    let cpu = cpu_before.zip(setup.cpu()).map(|(b, a)| a - b);
+    let peak_rss = sampler.peak().await;
+
+    let [median, p99, max] = [0.5, 0.99, 1.0].map(|q| quantile(&mut latencies, q).map(ms));
+    Ok(json!({
+        "scenario": "messages",
+        "users": users.len(),
+        "messages_per_user": messages,
+        "messages": total,
+        "observers": observers,
+        "send_seconds": send_seconds,
+        "messages_per_second": if send_seconds > 0.0 { total as f64 / send_seconds } else { 0.0 },
+        "latency_ms": {
+            "median": median,
+            "p99": p99,
+            "max": max,
+            "samples": latencies.len(),
+            "missing": missing,
+            "limited_timelines": limited,
+        },
+        "cpu_seconds": cpu,
+        "cpu_ms_per_message": cpu.map(|c| c * 1000.0 / total.max(1) as f64),
+        "baseline_rss_bytes": baseline_rss,
+        "peak_rss_bytes": setup.pid.map(|_| peak_rss),
+    }))
+}
+
+/// What one observer saw: when each message body first reached it.
+struct Seen {
+    at: HashMap<String, Instant>,
+    limited: usize,
+}
+
+async fn observe(
+    user: User,
+    mut since: String,
+    filter: String,
+    expect: usize,
+    give_up: Instant,
+) -> Result<Seen, ClientError> {
+    let mut seen = Seen {
+        at: HashMap::with_capacity(expect),
+        limited: 0,
+    };
+    while seen.at.len() < expect && Instant::now() < give_up {
+        let body = user.sync(Some(&since), 30_000, Some(&filter)).await?;
+        let now = Instant::now();
+        if let Some(next) = body["next_batch"].as_str() {
+            since = next.to_owned();
+        }
+        let Some(rooms) = body["rooms"]["join"].as_object() else {
+            continue;
+        };
+        for room in rooms.values() {
+            if room["timeline"]["limited"] == json!(true) {
+                seen.limited += 1;
+            }
+            for event in room["timeline"]["events"].as_array().into_iter().flatten() {
+                if let Some(text) = event["content"]["body"].as_str() {
+                    seen.at.entry(text.to_owned()).or_insert(now);
+                }
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// One user in `rooms` rooms of `per_room` messages; times full initial
+/// syncs, each from a freshly logged-in device (servers may cache a
+/// device's sync responses).
+pub async fn initial_sync(
+    setup: &Setup,
+    rooms: usize,
+    per_room: usize,
+    repeats: usize,
+) -> Result<Value, ClientError> {
+    let user = setup
+        .register("s", 1)
+        .await?
+        .pop()
+        .ok_or(ClientError::Missing("register", "user"))?;
+    for r in 0..rooms {
+        let room = user.create_room(&format!("room {r}")).await?;
+        for n in 0..per_room {
+            user.send_text(
+                &room,
+                &format!("is{r}-{n}"),
+                &format!("message {n} in room {r}"),
+            )
+            .await?;
+        }
+    }
+    let mut times = Vec::with_capacity(repeats);
+    let mut rooms_seen = 0;
+    let mut bytes = 0;
+    let cpu_before = setup.cpu();
+    for _ in 0..repeats.max(1) {
+        let device = setup.hs.login(&user.user_id, PASSWORD).await?;
+        let started = Instant::now();
+        let body = device.sync(None, 0, None).await?;
+        times.push(started.elapsed());
+        rooms_seen = body["rooms"]["join"].as_object().map_or(0, |m| m.len());
+        bytes = body.to_string().len();
+    }
+    let cpu = cpu_before.zip(setup.cpu()).map(|(b, a)| a - b);
+    let [min, median, max] = [0.0, 0.5, 1.0].map(|q| quantile(&mut times, q).map(ms));
+    Ok(json!({
+        "scenario": "initial-sync",
+        "rooms": rooms,
+        "messages_per_room": per_room,
+        "rooms_in_response": rooms_seen,
+        "response_bytes": bytes,
+        "repeats": times.len(),
+        "ms": { "min": min, "median": median, "max": max },
+        "cpu_seconds_per_sync": cpu.map(|c| c / times.len().max(1) as f64),
+    }))
+}
