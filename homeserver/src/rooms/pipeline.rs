@@ -493,7 +493,10 @@ pub(crate) async fn redaction_of(
     let mut obj = canonical_json::parse_object(target.json.as_bytes())
         .map_err(|e| corrupt("stored event unreadable", e))?;
     myelin_proto::redaction::redact_in_place(version.rules().redaction, &mut obj);
-    Ok(Some((target.event_id, Value::Object(obj).to_canonical_string())))
+    Ok(Some((
+        target.event_id,
+        Value::Object(obj).to_canonical_string(),
+    )))
 }
 
 /// How an event is stored.

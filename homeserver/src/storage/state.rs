@@ -310,7 +310,8 @@ pub async fn state_at_event(
     else {
         return Ok(None);
     };
-    let snapshot: Option<i64> = row.try_get("", if after { "state_after" } else { "state_before" })?;
+    let snapshot: Option<i64> =
+        row.try_get("", if after { "state_after" } else { "state_before" })?;
     match snapshot {
         Some(s) => load_snapshot(db, s, None).await.map(Some),
         None => Ok(None),

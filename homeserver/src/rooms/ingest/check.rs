@@ -45,7 +45,9 @@ pub(super) fn verify(pdus: Vec<Pdu>, keys: &impl KeyRing) -> Vec<Result<Pdu, Str
 
 /// The auth rules against a state given as its events.
 pub(super) fn auth(pdu: &Pdu, state: &AuthState) -> Result<(), AuthError> {
-    auth::check(pdu.rules(), pdu, |t, k| state.get(&(t.to_owned(), k.to_owned())))
+    auth::check(pdu.rules(), pdu, |t, k| {
+        state.get(&(t.to_owned(), k.to_owned()))
+    })
 }
 
 /// The keys of a state the auth rules read for `pdu`: its auth event
@@ -101,7 +103,11 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
             auth_events.push(stored_pdu(self.version, &status.json)?);
         }
         let create = self.room_create().await?;
-        Ok(check_against_auth_events(pdu, &auth_events, create.as_ref()))
+        Ok(check_against_auth_events(
+            pdu,
+            &auth_events,
+            create.as_ref(),
+        ))
     }
 
     /// The room's create event (the room exists, so we hold it).
@@ -143,7 +149,8 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
         let keys = auth_keys(pdu);
         let db = self.state.db();
         let mut out = AuthState::new();
-        for (t, k, json) in state_store::current_events_for(db, self.room_id.as_str(), &keys).await?
+        for (t, k, json) in
+            state_store::current_events_for(db, self.room_id.as_str(), &keys).await?
         {
             out.insert((t, k), stored_pdu(self.version, &json)?);
         }
@@ -168,7 +175,10 @@ pub(super) fn check_against_auth_events(
     }
     for event in auth_events {
         if let Some(sk) = event.state_key() {
-            state.insert((event.event_type().to_owned(), sk.to_owned()), event.clone());
+            state.insert(
+                (event.event_type().to_owned(), sk.to_owned()),
+                event.clone(),
+            );
         }
     }
     auth(pdu, &state).map_err(|e| format!("not allowed by its auth events: {e}"))

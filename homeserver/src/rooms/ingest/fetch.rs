@@ -8,10 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
+use myelin_proto::Pdu;
 use myelin_proto::canonical_json::Object;
 use myelin_proto::state_res::StateMap;
 use myelin_proto::verify::KeyRing;
-use myelin_proto::Pdu;
 use ruma::{EventId, OwnedEventId, RoomId};
 
 use super::check::{self, check_against_auth_events};
@@ -267,7 +267,13 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
         let latest = [pdu.event_id().to_owned()];
         let got = match self
             .remote
-            .missing_events(self.room_id, &earliest, &latest, MISSING_EVENTS_LIMIT, min_depth)
+            .missing_events(
+                self.room_id,
+                &earliest,
+                &latest,
+                MISSING_EVENTS_LIMIT,
+                min_depth,
+            )
             .await
         {
             Ok(got) => got,

@@ -286,11 +286,7 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
 
     /// [`Self::process`] boxed: fetching missing events processes them,
     /// which may fetch again (bounded), so the future is recursive.
-    fn process_boxed(
-        &self,
-        pdu: Pdu,
-        fetch: Fetch,
-    ) -> BoxFuture<'_, Result<Outcome, ApiError>> {
+    fn process_boxed(&self, pdu: Pdu, fetch: Fetch) -> BoxFuture<'_, Result<Outcome, ApiError>> {
         Box::pin(self.process(pdu, fetch))
     }
 }

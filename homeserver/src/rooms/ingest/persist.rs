@@ -19,7 +19,12 @@ use crate::storage::state::{self as state_store, NewSnapshot};
 use crate::storage::{events, rooms};
 
 impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
-    fn write_of<'p>(&self, pdu: &'p Pdu, status: Status, before: Option<&StateAt>) -> EventWrite<'p> {
+    fn write_of<'p>(
+        &self,
+        pdu: &'p Pdu,
+        status: Status,
+        before: Option<&StateAt>,
+    ) -> EventWrite<'p> {
         EventWrite {
             pdu,
             status,
@@ -73,7 +78,11 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
     }
 
     /// Stores a soft-failed event with its state, outside the timeline.
-    pub(super) async fn store_soft_failed(&self, pdu: &Pdu, before: &StateAt) -> Result<(), ApiError> {
+    pub(super) async fn store_soft_failed(
+        &self,
+        pdu: &Pdu,
+        before: &StateAt,
+    ) -> Result<(), ApiError> {
         let mut write = self.write_of(pdu, Status::SoftFailed, Some(before));
         (write.own_state, write.replaces_state) = self.own_state(pdu, before).await?;
         self.guard.write(self.state, write).await?;
@@ -103,9 +112,13 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
             && pdu.event_type() == "m.room.redaction"
             && self.may_redact(pdu, target.as_str(), before_auth).await?
         {
-            write.redaction =
-                redaction_of(self.state.db(), self.version, self.room_id.as_str(), target.as_str())
-                    .await?;
+            write.redaction = redaction_of(
+                self.state.db(),
+                self.version,
+                self.room_id.as_str(),
+                target.as_str(),
+            )
+            .await?;
         }
         self.guard.write(self.state, write).await?;
         Ok(())
@@ -215,7 +228,11 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
         Ok(out)
     }
 
-    fn holder(&self, stored: &[events::EventStatus], id: &OwnedEventId) -> Result<Holder, ApiError> {
+    fn holder(
+        &self,
+        stored: &[events::EventStatus],
+        id: &OwnedEventId,
+    ) -> Result<Holder, ApiError> {
         let status = stored
             .iter()
             .find(|s| s.event_id == id.as_str())

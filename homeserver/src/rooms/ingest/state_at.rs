@@ -55,7 +55,8 @@ pub(super) async fn load_map(db: &Db, snapshot: i64) -> Result<StateMap, ApiErro
 pub(super) async fn current_map(db: &Db, room_id: &str) -> Result<StateMap, ApiError> {
     let mut map = StateMap::default();
     for (t, k, id) in state_store::current_ids(db, room_id, None).await? {
-        let id = OwnedEventId::try_from(id).map_err(|e| ApiError::internal("stored event ID", e))?;
+        let id =
+            OwnedEventId::try_from(id).map_err(|e| ApiError::internal("stored event ID", e))?;
         map.insert((t, k), id);
     }
     Ok(map)
@@ -190,7 +191,11 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
         let stored = events::statuses(db, &ids).await?;
         let mut states = Vec::with_capacity(ids.len());
         for id in &ids {
-            match stored.iter().find(|s| s.event_id == *id).and_then(|s| s.state_after) {
+            match stored
+                .iter()
+                .find(|s| s.event_id == *id)
+                .and_then(|s| s.state_after)
+            {
                 Some(snapshot) => states.push((Some(snapshot), load_map(db, snapshot).await?)),
                 None => return Ok(None),
             }

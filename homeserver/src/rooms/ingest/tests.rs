@@ -14,7 +14,10 @@ use myelin_proto::{Pdu, PduBuilder, RoomVersion};
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, ServerName};
 use serde_json::json;
 
-use super::{BoxFuture, MAX_PDUS_PER_CALL, MISSING_EVENTS_LIMIT, Outcome, RemoteError, RemoteEvents, StateIds};
+use super::{
+    BoxFuture, MAX_PDUS_PER_CALL, MISSING_EVENTS_LIMIT, Outcome, RemoteError, RemoteEvents,
+    StateIds,
+};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::rooms::EventSpec;
@@ -311,16 +314,11 @@ impl Env {
     ) -> Pdu {
         let content = object(content);
         let version = RoomVersion::DEFAULT;
-        let auth_events = auth::auth_types_for_event(
-            version.rules(),
-            event_type,
-            sender,
-            state_key,
-            &content,
-        )
-        .iter()
-        .filter_map(|k| auth_state.get(k).map(|s| id(s)))
-        .collect();
+        let auth_events =
+            auth::auth_types_for_event(version.rules(), event_type, sender, state_key, &content)
+                .iter()
+                .filter_map(|k| auth_state.get(k).map(|s| id(s)))
+                .collect();
         let mut depth = 0;
         for p in prevs {
             depth = depth.max(self.depth_of(p).await);
@@ -396,13 +394,23 @@ impl Env {
     async fn join_bob(&self) -> Pdu {
         let bob = self.bob.as_str();
         let join = self
-            .event(&self.bob, "m.room.member", Some(bob), json!({ "membership": "join" }))
+            .event(
+                &self.bob,
+                "m.room.member",
+                Some(bob),
+                json!({ "membership": "join" }),
+            )
             .await;
         assert_eq!(self.ingest_one(&join).await, Outcome::Accepted);
         join
     }
 
-    async fn local(&self, event_type: &str, state_key: Option<&str>, content: serde_json::Value) -> OwnedEventId {
+    async fn local(
+        &self,
+        event_type: &str,
+        state_key: Option<&str>,
+        content: serde_json::Value,
+    ) -> OwnedEventId {
         self.state
             .rooms()
             .lock(&self.room)
@@ -447,8 +455,14 @@ async fn remote_join_and_messages_enter_timeline_and_state() {
     on_each_backend(|env| async move {
         let bob = env.bob.as_str();
         let join = env
-            .event(&env.bob, "m.room.member", Some(bob), json!({ "membership": "join" }))
+            .event(
+                &env.bob,
+                "m.room.member",
+                Some(bob),
+                json!({ "membership": "join" }),
+            )
             .await;
+        env.remote.add(&join);
         // Sent in the same batch, so built on a state the room has not
         // seen yet: the one after the join.
         let mut after_join = env.current().await;
@@ -465,8 +479,9 @@ async fn remote_join_and_messages_enter_timeline_and_state() {
                 crate::time::now_ms(),
             )
             .await;
-        env.remote.add(&join);
-        let out = env.ingest(vec![msg.json().clone(), join.json().clone()]).await;
+        let out = env
+            .ingest(vec![msg.json().clone(), join.json().clone()])
+            .await;
         assert_eq!(
             out,
             vec![
@@ -496,9 +511,16 @@ async fn remote_join_and_messages_enter_timeline_and_state() {
 
         // The next local event builds on it.
         let reply = env
-            .local("m.room.message", None, json!({ "msgtype": "m.text", "body": "hi bob" }))
+            .local(
+                "m.room.message",
+                None,
+                json!({ "msgtype": "m.text", "body": "hi bob" }),
+            )
             .await;
-        assert_eq!(env.prev_events_of(&reply).await, vec![msg.event_id().to_string()]);
+        assert_eq!(
+            env.prev_events_of(&reply).await,
+            vec![msg.event_id().to_string()]
+        );
 
         // Read-side helpers: the auth chain and the state at an event.
         let chain = events::auth_chain_ids(env.db(), &[msg.event_id().as_str()], 1000)
@@ -524,7 +546,11 @@ async fn remote_join_and_messages_enter_timeline_and_state() {
             .await
             .expect("state")
             .expect("has state");
-        assert!(before.iter().any(|e| e.event_id == join.event_id().as_str()));
+        assert!(
+            before
+                .iter()
+                .any(|e| e.event_id == join.event_id().as_str())
+        );
         let before_join = storage::state::state_at_event(env.db(), join.event_id().as_str(), false)
             .await
             .expect("state")
@@ -558,7 +584,12 @@ async fn bad_events_are_dropped_and_the_batch_goes_on() {
         let mut other_room = forged.json().clone();
         other_room.insert("room_id".into(), Value::from("!elsewhere:remote.test"));
         let join = env
-            .event(&env.bob, "m.room.member", Some(bob), json!({ "membership": "join" }))
+            .event(
+                &env.bob,
+                "m.room.member",
+                Some(bob),
+                json!({ "membership": "join" }),
+            )
             .await;
 
         let out = env
@@ -570,13 +601,22 @@ async fn bad_events_are_dropped_and_the_batch_goes_on() {
                 join.json().clone(),
             ])
             .await;
-        assert!(matches!(&out[0].1, Outcome::Dropped(r) if r.contains("signature")), "{out:?}");
+        assert!(
+            matches!(&out[0].1, Outcome::Dropped(r) if r.contains("signature")),
+            "{out:?}"
+        );
         assert_eq!(out[0].0, forged.event_id().as_str());
-        assert!(matches!(&out[1].1, Outcome::Dropped(r) if r.contains("depth")), "{out:?}");
+        assert!(
+            matches!(&out[1].1, Outcome::Dropped(r) if r.contains("depth")),
+            "{out:?}"
+        );
         assert!(matches!(&out[2].1, Outcome::Dropped(_)), "{out:?}");
         assert!(matches!(&out[3].1, Outcome::Dropped(_)), "{out:?}");
         assert_eq!(out[4], (join.event_id().to_string(), Outcome::Accepted));
-        assert!(env.status(&forged).await.is_none(), "forged events are not stored");
+        assert!(
+            env.status(&forged).await.is_none(),
+            "forged events are not stored"
+        );
     })
     .await;
 }
@@ -605,11 +645,19 @@ async fn event_failing_auth_is_rejected_and_changes_nothing() {
         let join = env.join_bob().await;
         let carol = OwnedUserId::try_from("@carol:remote.test").expect("user");
         let name = env
-            .event(&carol, "m.room.name", Some(""), json!({ "name": "taken over" }))
+            .event(
+                &carol,
+                "m.room.name",
+                Some(""),
+                json!({ "name": "taken over" }),
+            )
             .await;
         let before = env.current().await;
         let outcome = env.ingest_one(&name).await;
-        assert!(matches!(&outcome, Outcome::Rejected(r) if r.contains("not joined")), "{outcome:?}");
+        assert!(
+            matches!(&outcome, Outcome::Rejected(r) if r.contains("not joined")),
+            "{outcome:?}"
+        );
         assert_eq!(env.current().await, before);
         assert_eq!(env.extremities().await, vec![join.event_id().to_string()]);
         assert!(!env.timeline().await.contains(&name.event_id().to_string()));
@@ -622,7 +670,11 @@ async fn event_failing_auth_is_rejected_and_changes_nothing() {
         let msg = env.message(&[name.event_id().to_owned()], "after").await;
         assert_eq!(env.ingest_one(&msg).await, Outcome::Accepted);
         assert!(env.timeline().await.contains(&msg.event_id().to_string()));
-        assert_eq!(env.current().await, before, "the rejected event is not state");
+        assert_eq!(
+            env.current().await,
+            before,
+            "the rejected event is not state"
+        );
     })
     .await;
 }
@@ -633,7 +685,11 @@ async fn message_from_a_locally_banned_user_is_soft_failed() {
         let join = env.join_bob().await;
         let pre_ban = env.current().await;
         let ban = env
-            .local("m.room.member", Some(env.bob.as_str()), json!({ "membership": "ban" }))
+            .local(
+                "m.room.member",
+                Some(env.bob.as_str()),
+                json!({ "membership": "ban" }),
+            )
             .await;
         let msg = env
             .event_with(
@@ -662,9 +718,14 @@ async fn message_from_a_locally_banned_user_is_soft_failed() {
 }
 
 /// The room's power levels content with `change` applied.
-async fn power_levels_with(env: &Env, change: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
+async fn power_levels_with(
+    env: &Env,
+    change: impl FnOnce(&mut serde_json::Value),
+) -> serde_json::Value {
     let current = env.current().await;
-    let mut content = env.content_of(&current[&key("m.room.power_levels", "")]).await;
+    let mut content = env
+        .content_of(&current[&key("m.room.power_levels", "")])
+        .await;
     change(&mut content);
     content
 }
@@ -682,7 +743,9 @@ async fn concurrent_power_level_changes_are_resolved() {
         // event is older by its timestamp.
         let remote_change = power_levels_with(&env, |c| c["kick"] = json!(70)).await;
         let local_change = power_levels_with(&env, |c| c["ban"] = json!(60)).await;
-        let p2 = env.local("m.room.power_levels", Some(""), local_change).await;
+        let p2 = env
+            .local("m.room.power_levels", Some(""), local_change)
+            .await;
         let p3 = env
             .event_with(
                 &env.remote_key.clone(),
@@ -710,7 +773,11 @@ async fn concurrent_power_level_changes_are_resolved() {
 
         // The next local event merges the fork.
         let merge = env
-            .local("m.room.message", None, json!({ "msgtype": "m.text", "body": "merged" }))
+            .local(
+                "m.room.message",
+                None,
+                json!({ "msgtype": "m.text", "body": "merged" }),
+            )
             .await;
         assert_eq!(env.prev_events_of(&merge).await, both);
         assert_eq!(env.extremities().await, vec![merge.to_string()]);
@@ -783,9 +850,17 @@ async fn a_deep_gap_is_bridged_with_the_state_at_it() {
             assert!(env.status(older).await.is_none(), "beyond the bound");
         }
         for fetched in &chain[30 - 1 - MISSING_EVENTS_LIMIT as usize..] {
-            assert!(env.timeline().await.contains(&fetched.event_id().to_string()));
+            assert!(
+                env.timeline()
+                    .await
+                    .contains(&fetched.event_id().to_string())
+            );
         }
-        assert!(env.extremities().await.contains(&last.event_id().to_string()));
+        assert!(
+            env.extremities()
+                .await
+                .contains(&last.event_id().to_string())
+        );
     })
     .await;
 }
@@ -803,7 +878,11 @@ async fn an_oversized_batch_is_cut_at_the_limit() {
             batch.push(m.json().clone());
         }
         let out = env.ingest(batch).await;
-        assert!(out[..MAX_PDUS_PER_CALL].iter().all(|(_, o)| *o == Outcome::Accepted));
+        assert!(
+            out[..MAX_PDUS_PER_CALL]
+                .iter()
+                .all(|(_, o)| *o == Outcome::Accepted)
+        );
         assert!(
             out[MAX_PDUS_PER_CALL..]
                 .iter()
