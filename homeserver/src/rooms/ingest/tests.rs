@@ -753,7 +753,7 @@ async fn concurrent_power_level_changes_are_resolved() {
                 "m.room.power_levels",
                 Some(""),
                 remote_change,
-                &[p1.clone()],
+                std::slice::from_ref(&p1),
                 &at_p1,
                 crate::time::now_ms() - 60_000,
             )
