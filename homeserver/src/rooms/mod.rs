@@ -13,6 +13,7 @@
 
 pub mod create;
 pub mod format;
+pub mod ingest;
 pub mod membership;
 pub mod pipeline;
 pub mod profile;

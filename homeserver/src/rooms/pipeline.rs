@@ -254,7 +254,7 @@ impl<'a> RoomGuard<'a> {
         }
     }
 
-    /// Stores an authorised event and everything it changes in one
+    /// Stores an authorised local event and everything it changes in one
     /// transaction: the event and its edges, the new state snapshot,
     /// current state, membership, forward extremities, the transaction ID,
     /// and the redaction it applies. `new_room` creates the room row (for
@@ -268,51 +268,85 @@ impl<'a> RoomGuard<'a> {
         new_room: Option<NewRoom<'_>>,
     ) -> Result<i64, ApiError> {
         let db = state.db();
+        let room_id = pdu.room_id().as_str();
+
+        // Everything read is read before the write transaction: the room
+        // lock keeps it current, and the transaction stays short.
+        let mut own_state = None;
+        let mut replaces_state = None;
+        let mut current = None;
+        if let Some(sk) = pdu.state_key() {
+            let key_nid = storage::state::intern_keys(db, &[(pdu.event_type(), sk)]).await?[0];
+            replaces_state =
+                storage::state::current_event_id(db, room_id, pdu.event_type(), sk).await?;
+            own_state = Some((key_nid, NewSnapshot::plan(db, state_before).await?));
+            current = Some(CurrentUpdate {
+                snapshot: None,
+                changes: vec![StateChange {
+                    event_type: pdu.event_type().to_owned(),
+                    state_key: sk.to_owned(),
+                    holder: Some(Holder::This),
+                }],
+            });
+        }
+        let redaction = match pdu.redacts() {
+            Some(target) if pdu.event_type() == "m.room.redaction" => {
+                redaction_of(db, pdu.room_version(), room_id, target.as_str()).await?
+            }
+            _ => None,
+        };
+        let write = EventWrite {
+            pdu,
+            status: Status::Timeline,
+            state_before,
+            own_state,
+            replaces_state,
+            current,
+            redaction,
+            txn,
+            new_room,
+        };
+        let stream = self.write(state, write).await?;
+        Ok(stream.unwrap_or_default())
+    }
+
+    /// The one write path of every event, local or received: stores the
+    /// event as `write.status` says with everything it changes in one
+    /// transaction, then wakes sync for timeline events. Returns the
+    /// event's stream position (timeline events only).
+    pub(crate) async fn write(
+        &self,
+        state: &AppState,
+        write: EventWrite<'_>,
+    ) -> Result<Option<i64>, ApiError> {
+        let db = state.db();
+        let pdu = write.pdu;
         let event_id = pdu.event_id().as_str();
         let room_id = pdu.room_id().as_str();
         let json = String::from_utf8(pdu.to_canonical_bytes())
             .map_err(|e| corrupt("canonical JSON is not UTF-8", e))?;
         let now = crate::time::now_ms();
-
-        // Everything read is read before the write transaction: the room
-        // lock keeps it current, and the transaction stays short.
-        let mut snapshot = None;
-        let mut replaces_state = None;
-        if let Some(sk) = pdu.state_key() {
-            let key_nid = storage::state::intern_keys(db, &[(pdu.event_type(), sk)]).await?[0];
-            replaces_state =
-                storage::state::current_event_id(db, room_id, pdu.event_type(), sk).await?;
-            snapshot = Some((key_nid, NewSnapshot::plan(db, state_before).await?));
-        }
-        let redaction_target = match pdu.redacts() {
-            Some(target) if pdu.event_type() == "m.room.redaction" => {
-                events::get(db, target.as_str())
-                    .await?
-                    .filter(|t| t.room_id == room_id && t.redacted_by.is_none())
-            }
-            _ => None,
-        };
-        let redacted_json = match &redaction_target {
-            Some(target) => {
-                let mut obj = canonical_json::parse_object(target.json.as_bytes())
-                    .map_err(|e| corrupt("stored event unreadable", e))?;
-                myelin_proto::redaction::redact_in_place(pdu.rules().redaction, &mut obj);
-                Some(Value::Object(obj).to_canonical_string())
-            }
-            None => None,
-        };
+        let timeline = matches!(write.status, Status::Timeline);
         let prev_events: Vec<String> = pdu.prev_events().iter().map(ToString::to_string).collect();
         let auth_events: Vec<String> = pdu.auth_events().iter().map(ToString::to_string).collect();
 
-        let push_actions = state
-            .push()
-            .actions_for(db, state.server_name(), pdu, &json)
-            .await?;
+        let push_actions = if timeline {
+            state
+                .push()
+                .actions_for(db, state.server_name(), pdu, &json)
+                .await?
+        } else {
+            Vec::new()
+        };
 
-        let reservation = self.service.streams(db).await?.reserve();
-        let stream = reservation.position;
+        let reservation = if timeline {
+            Some(self.service.streams(db).await?.reserve())
+        } else {
+            None
+        };
+        let stream = reservation.as_ref().map(|r| r.position);
         let tx = db.begin_write().await?;
-        if let Some(new_room) = &new_room {
+        if let Some(new_room) = &write.new_room {
             rooms::insert(
                 &tx,
                 room_id,
@@ -323,6 +357,10 @@ impl<'a> RoomGuard<'a> {
             )
             .await?;
         }
+        let rejected_reason = match &write.status {
+            Status::Rejected(reason) => Some(reason.as_str()),
+            _ => None,
+        };
         let event_nid = events::insert(
             &tx,
             &events::NewEvent {
@@ -336,28 +374,76 @@ impl<'a> RoomGuard<'a> {
                 depth: pdu.depth(),
                 json: &json,
                 redacts: pdu.redacts().map(|r| r.as_str()),
-                replaces_state: replaces_state.as_deref(),
-                state_before,
+                replaces_state: write.replaces_state.as_deref(),
+                state_before: write.state_before,
                 received_ts: now,
+                outlier: matches!(write.status, Status::Outlier),
+                soft_failed: matches!(write.status, Status::SoftFailed),
+                rejected_reason,
             },
         )
         .await?;
         events::insert_edges(&tx, event_nid, &prev_events, &auth_events).await?;
-        storage::push_actions::insert(&tx, room_id, stream, &push_actions).await?;
-        storage::push_actions::on_membership(&tx, room_id, pdu).await?;
-        if let (Some(sk), Some((key_nid, mut snap))) = (pdu.state_key(), snapshot) {
+        if let Some(stream) = stream {
+            storage::push_actions::insert(&tx, room_id, stream, &push_actions).await?;
+            storage::push_actions::on_membership(&tx, room_id, pdu).await?;
+        }
+        let mut state_after = write.state_before;
+        if let Some((key_nid, mut snap)) = write.own_state {
             snap.set(key_nid, Some(event_nid));
             let snapshot_nid = snap.write(&tx, room_id).await?;
             events::set_state_after(&tx, event_nid, snapshot_nid).await?;
-            rooms::set_current_snapshot(&tx, room_id, snapshot_nid).await?;
-            storage::state::set_current(&tx, room_id, pdu.event_type(), sk, event_nid, event_id)
-                .await?;
-            if let Some(membership) = pdu.membership() {
-                memberships::set(&tx, room_id, sk, membership, event_id, stream).await?;
+            state_after = Some(snapshot_nid);
+        }
+        let mut members_changed = Vec::new();
+        if let (Some(update), Some(stream)) = (write.current, stream) {
+            let snapshot = match update.snapshot {
+                None => state_after,
+                Some((mut snap, own_key)) => {
+                    if let Some(key_nid) = own_key {
+                        snap.set(key_nid, Some(event_nid));
+                    }
+                    Some(snap.write(&tx, room_id).await?)
+                }
+            };
+            if let Some(snapshot) = snapshot {
+                rooms::set_current_snapshot(&tx, room_id, snapshot).await?;
+            }
+            for change in &update.changes {
+                let (t, k) = (change.event_type.as_str(), change.state_key.as_str());
+                let holder = match &change.holder {
+                    None => None,
+                    Some(Holder::This) => Some((event_nid, event_id, pdu.membership())),
+                    Some(Holder::Stored {
+                        event_nid,
+                        event_id,
+                        membership,
+                    }) => Some((*event_nid, event_id.as_str(), membership.as_deref())),
+                };
+                match holder {
+                    Some((nid, id, membership)) => {
+                        storage::state::set_current(&tx, room_id, t, k, nid, id).await?;
+                        if t == "m.room.member"
+                            && let Some(membership) = membership
+                        {
+                            memberships::set(&tx, room_id, k, membership, id, stream).await?;
+                            members_changed.push(k.to_owned());
+                        }
+                    }
+                    None => {
+                        storage::state::remove_current(&tx, room_id, t, k).await?;
+                        if t == "m.room.member" {
+                            memberships::remove(&tx, room_id, k).await?;
+                            members_changed.push(k.to_owned());
+                        }
+                    }
+                }
             }
         }
-        rooms::advance_extremities(&tx, room_id, event_id, &prev_events).await?;
-        if let Some((user, t)) = txn {
+        if timeline {
+            rooms::advance_extremities(&tx, room_id, event_id, &prev_events).await?;
+        }
+        if let Some((user, t)) = write.txn {
             txn_ids::insert(
                 &tx,
                 user.as_str(),
@@ -369,18 +455,109 @@ impl<'a> RoomGuard<'a> {
             )
             .await?;
         }
-        if let (Some(target), Some(redacted)) = (&redaction_target, &redacted_json) {
-            events::apply_redaction(&tx, &target.event_id, redacted, event_id).await?;
+        if let Some((target, redacted)) = &write.redaction {
+            events::apply_redaction(&tx, target, redacted, event_id).await?;
         }
         tx.commit().await?;
         drop(reservation);
 
         state.metrics().events_persisted.inc();
-        let membership_of = pdu
-            .membership()
-            .and(pdu.state_key())
-            .and_then(|k| OwnedUserId::try_from(k).ok());
-        self.service.notify(pdu.room_id(), membership_of.as_deref());
+        if timeline {
+            self.service.notify(pdu.room_id(), None);
+            // Members whose membership changed, an invitee or a user the
+            // state resolution moved included, may not be in the room yet.
+            for user in members_changed {
+                if let Ok(user) = OwnedUserId::try_from(user) {
+                    self.service.notifier.wake_user(&user);
+                }
+            }
+        }
         Ok(stream)
     }
+}
+
+/// The redaction an event applies: its target (stored, in the room, not
+/// redacted yet) and the target's redacted JSON.
+pub(crate) async fn redaction_of(
+    db: &storage::Db,
+    version: RoomVersion,
+    room_id: &str,
+    target: &str,
+) -> Result<Option<(String, String)>, ApiError> {
+    let Some(target) = events::get(db, target)
+        .await?
+        .filter(|t| t.room_id == room_id && t.redacted_by.is_none())
+    else {
+        return Ok(None);
+    };
+    let mut obj = canonical_json::parse_object(target.json.as_bytes())
+        .map_err(|e| corrupt("stored event unreadable", e))?;
+    myelin_proto::redaction::redact_in_place(version.rules().redaction, &mut obj);
+    Ok(Some((
+        target.event_id,
+        Value::Object(obj).to_canonical_string(),
+    )))
+}
+
+/// How an event is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Accepted into the timeline: a stream position, a forward extremity.
+    Timeline,
+    /// Allowed by the state before it but not by the current state: kept
+    /// (with its state) but never shown, never an extremity.
+    SoftFailed,
+    /// Failed the auth rules: kept, never used as state.
+    Rejected(String),
+    /// Fetched for an auth chain or a state: no state, no timeline.
+    Outlier,
+}
+
+/// Who holds a key of the new current state.
+#[derive(Debug, Clone)]
+pub(crate) enum Holder {
+    /// The event being written.
+    This,
+    /// A stored event (with its `membership`, for member events).
+    Stored {
+        event_nid: i64,
+        event_id: String,
+        membership: Option<String>,
+    },
+}
+
+/// One key of the room's current state that changes (`holder: None`
+/// removes it).
+#[derive(Debug, Clone)]
+pub(crate) struct StateChange {
+    pub event_type: String,
+    pub state_key: String,
+    pub holder: Option<Holder>,
+}
+
+/// What a timeline event does to the room's current state.
+#[derive(Debug, Clone)]
+pub(crate) struct CurrentUpdate {
+    /// The new current snapshot: `None` is the event's own state after
+    /// it; otherwise a snapshot to write, with the key (if any) the event
+    /// itself holds in it.
+    pub snapshot: Option<(NewSnapshot, Option<i64>)>,
+    pub changes: Vec<StateChange>,
+}
+
+/// Everything one event's write transaction stores.
+pub(crate) struct EventWrite<'a> {
+    pub pdu: &'a Pdu,
+    pub status: Status,
+    pub state_before: Option<i64>,
+    /// For a state event placed in the graph: its key and the snapshot
+    /// after it (planned on `state_before`; the event is set in it).
+    pub own_state: Option<(i64, NewSnapshot)>,
+    pub replaces_state: Option<String>,
+    /// For timeline events that change the current state.
+    pub current: Option<CurrentUpdate>,
+    /// The target of a redaction this event applies, and its redacted JSON.
+    pub redaction: Option<(String, String)>,
+    pub txn: Option<(&'a UserId, TxnKey<'a>)>,
+    pub new_room: Option<NewRoom<'a>>,
 }

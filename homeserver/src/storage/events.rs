@@ -287,7 +287,10 @@ pub async fn history_visibility_events(
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
     pub event_id: &'a str,
-    pub stream_ordering: i64,
+    /// `None` for events outside the timeline: outliers, soft-failed and
+    /// rejected events. Every timeline reader selects by stream position,
+    /// so those are never shown to clients.
+    pub stream_ordering: Option<i64>,
     pub room_id: &'a str,
     pub event_type: &'a str,
     pub state_key: Option<&'a str>,
@@ -299,19 +302,21 @@ pub struct NewEvent<'a> {
     pub replaces_state: Option<&'a str>,
     pub state_before: Option<i64>,
     pub received_ts: i64,
+    pub outlier: bool,
+    pub soft_failed: bool,
+    pub rejected_reason: Option<&'a str>,
 }
 
-/// Inserts an accepted timeline event; returns its `event_nid`.
-/// `state_after` starts equal to `state_before`; a state event sets its
-/// own with [`set_state_after`].
+/// Inserts an event; returns its `event_nid`. `state_after` starts equal
+/// to `state_before`; a state event sets its own with [`set_state_after`].
 pub async fn insert(tx: &Tx, ev: &NewEvent<'_>) -> Result<i64, DbErr> {
     let row = tx
         .query_one(
             "INSERT INTO events (event_id, stream_ordering, room_id, event_type, state_key, \
              sender, origin_server_ts, depth, json, redacts, replaces_state, state_before, \
-             state_after, received_ts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) \
-             RETURNING event_nid",
+             state_after, received_ts, outlier, soft_failed, rejected_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, \
+             $16) RETURNING event_nid",
             [
                 ev.event_id.into(),
                 ev.stream_ordering.into(),
@@ -326,11 +331,104 @@ pub async fn insert(tx: &Tx, ev: &NewEvent<'_>) -> Result<i64, DbErr> {
                 ev.replaces_state.into(),
                 ev.state_before.into(),
                 ev.received_ts.into(),
+                ev.outlier.into(),
+                ev.soft_failed.into(),
+                ev.rejected_reason.into(),
             ],
         )
         .await?
         .ok_or_else(|| DbErr::Custom("INSERT ... RETURNING returned nothing".into()))?;
     row.try_get("", "event_nid")
+}
+
+/// How a stored event was received, for the inbound pipeline: whether it
+/// can serve as an auth event (not rejected) and whether it has a state
+/// (`state_after`; outliers have none).
+#[derive(Debug, Clone)]
+pub struct EventStatus {
+    pub event_nid: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub json: String,
+    pub depth: i64,
+    pub outlier: bool,
+    pub soft_failed: bool,
+    pub rejected_reason: Option<String>,
+    pub state_before: Option<i64>,
+    pub state_after: Option<i64>,
+}
+
+/// The statuses of the events among `ids` that are stored.
+pub async fn statuses(db: &Db, ids: &[&str]) -> Result<Vec<EventStatus>, DbErr> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT event_nid, event_id, room_id, json, depth, outlier, soft_failed, \
+             rejected_reason, state_before, state_after FROM events WHERE event_id IN ({})",
+            in_list(1, chunk.len())
+        );
+        for r in db
+            .query_all(&sql, chunk.iter().map(|id| (*id).into()))
+            .await?
+        {
+            out.push(EventStatus {
+                event_nid: r.try_get("", "event_nid")?,
+                event_id: r.try_get("", "event_id")?,
+                room_id: r.try_get("", "room_id")?,
+                json: r.try_get("", "json")?,
+                depth: r.try_get("", "depth")?,
+                outlier: r.try_get("", "outlier")?,
+                soft_failed: r.try_get("", "soft_failed")?,
+                rejected_reason: r.try_get("", "rejected_reason")?,
+                state_before: r.try_get("", "state_before")?,
+                state_after: r.try_get("", "state_after")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The auth chain of `event_ids` (every stored event reachable through
+/// `auth_events` edges, the starting events excluded), walked breadth
+/// first with one query per level. `None` when it holds more than `max`
+/// events: callers refuse rather than walk without bound (a hostile room
+/// can make auth chains long).
+pub async fn auth_chain_ids(
+    db: &Db,
+    event_ids: &[&str],
+    max: usize,
+) -> Result<Option<Vec<String>>, DbErr> {
+    let mut seen: std::collections::HashSet<String> =
+        event_ids.iter().map(|s| (*s).to_owned()).collect();
+    let mut chain = Vec::new();
+    let mut frontier: Vec<String> = seen.iter().cloned().collect();
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for chunk in frontier.chunks(IN_CHUNK) {
+            // Only targets we hold: the chain is what we can serve.
+            let sql = format!(
+                "SELECT t.event_id AS target FROM events e \
+                 JOIN event_edges ee ON ee.event_nid = e.event_nid \
+                 JOIN events t ON t.event_id = ee.target_event_id \
+                 WHERE ee.is_auth = $1 AND e.event_id IN ({})",
+                in_list(2, chunk.len())
+            );
+            let mut values: Vec<sea_orm::Value> = vec![true.into()];
+            values.extend(chunk.iter().map(|id| id.as_str().into()));
+            for r in db.query_all(&sql, values).await? {
+                let target: String = r.try_get("", "target")?;
+                if seen.insert(target.clone()) {
+                    chain.push(target.clone());
+                    next.push(target);
+                }
+            }
+            if chain.len() > max {
+                return Ok(None);
+            }
+        }
+        frontier = next;
+    }
+    Ok(Some(chain))
 }
 
 pub async fn set_state_after(tx: &Tx, event_nid: i64, snapshot: i64) -> Result<(), DbErr> {

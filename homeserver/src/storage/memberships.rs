@@ -74,6 +74,17 @@ pub async fn set(
     Ok(())
 }
 
+/// Forgets a user's membership: state resolution removed their member
+/// event from the room's current state.
+pub async fn remove(tx: &Tx, room_id: &str, user_id: &str) -> Result<(), DbErr> {
+    tx.execute(
+        "DELETE FROM room_memberships WHERE room_id = $1 AND user_id = $2",
+        [room_id.into(), user_id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Rooms where `user_id` has `membership`, oldest membership first.
 pub async fn rooms_of_user(
     db: &Db,

@@ -277,6 +277,47 @@ pub async fn set_current(
     Ok(())
 }
 
+/// Removes one key from a room's current state (state resolution can drop
+/// keys).
+pub async fn remove_current(
+    tx: &Tx,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> Result<(), DbErr> {
+    tx.execute(
+        "DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
+        [room_id.into(), event_type.into(), state_key.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The state before (`after == false`) or after an event, for federation
+/// reads (`/state_ids`, `/state`). `None` when the event is unknown or has
+/// no state: outliers, and rejected events we never placed.
+pub async fn state_at_event(
+    db: &Db,
+    event_id: &str,
+    after: bool,
+) -> Result<Option<Vec<StateEntry>>, DbErr> {
+    let Some(row) = db
+        .query_one(
+            "SELECT state_before, state_after FROM events WHERE event_id = $1",
+            [event_id.into()],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let snapshot: Option<i64> =
+        row.try_get("", if after { "state_after" } else { "state_before" })?;
+    match snapshot {
+        Some(s) => load_snapshot(db, s, None).await.map(Some),
+        None => Ok(None),
+    }
+}
+
 /// The event IDs of the room's current state, optionally of one type.
 pub async fn current_ids(
     db: &Db,
