@@ -6,13 +6,17 @@
 //! `storage::{device_keys, one_time_keys, to_device, device_lists,
 //! cross_signing, key_backup}`. This module holds what several of them
 //! share: signed-JSON checks ([`signed`]) and the device-list change
-//! bookkeeping, plus the entry points sync calls (re-exported below).
+//! wake-ups, plus the entry points sync calls (re-exported below).
+//!
+//! Deleting devices removes their E2EE data in the same transaction
+//! (`storage::accounts` does it, whichever path deletes the devices); the
+//! callers then wake the user's rooms with [`device_lists_changed`].
 
 use ruma::UserId;
 use sea_orm::DbErr;
 
 use crate::state::AppState;
-use crate::storage::{Db, device_keys, device_lists, memberships};
+use crate::storage::memberships;
 
 pub mod signed;
 
@@ -38,36 +42,4 @@ pub async fn device_lists_changed(state: &AppState, user_id: &UserId) -> Result<
     }
     state.notifier().wake_user(user_id);
     Ok(())
-}
-
-/// Removes the E2EE data of every device of `user_id` that no longer
-/// exists (keys, one-time and fallback keys, to-device inbox), records
-/// one device-list change if there was any, and wakes the user's rooms.
-///
-/// Called once after each place that deletes devices (logout, logout/all,
-/// device deletion, password change with logout, deactivation). Working
-/// from "devices that are gone" rather than a list of IDs makes it
-/// idempotent and correct whichever deletion path ran; a crash between the
-/// device deletion and this call leaves orphaned rows that the next call
-/// for the user removes.
-pub async fn on_devices_deleted(state: &AppState, user_id: &UserId) -> Result<(), DbErr> {
-    if remove_orphaned_device_data(state.db(), user_id.as_str()).await? {
-        device_lists_changed(state, user_id).await?;
-    }
-    Ok(())
-}
-
-/// The storage part of [`on_devices_deleted`]: true if anything went.
-pub async fn remove_orphaned_device_data(db: &Db, user_id: &str) -> Result<bool, DbErr> {
-    let tx = db.begin_write().await?;
-    let gone = device_keys::orphaned_devices(&tx, user_id).await?;
-    if gone.is_empty() {
-        return Ok(false);
-    }
-    for device_id in &gone {
-        device_keys::delete_device(&tx, user_id, device_id).await?;
-    }
-    device_lists::record(db, &tx, user_id).await?;
-    tx.commit().await?;
-    Ok(true)
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Value};
 use sha2::{Digest, Sha256};
 
-use super::Db;
+use super::{Db, Tx};
 use crate::api::auth::Authed;
 use crate::storage::Sql as _;
 use crate::time::now_ms;
@@ -479,32 +479,90 @@ pub async fn rename_device(
         > 0)
 }
 
-/// Deletes devices with their sessions and pushers. Unknown device IDs
-/// are ignored.
-pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Result<(), DbErr> {
-    let txn = db.begin_immediate().await?;
-    super::pushers::delete_for_devices(db, &txn, user_id, device_ids).await?;
+/// Creates a device that holds no session (a dehydrated device, which no
+/// client runs), in the caller's write transaction. `false` if the user
+/// already has a device with that ID (nothing is changed).
+pub async fn add_sessionless_device(
+    db: &Db,
+    tx: &Tx,
+    user_id: &str,
+    device_id: &str,
+    display_name: Option<&str>,
+) -> Result<bool, DbErr> {
+    let now = now_ms();
+    let inserted = exec(
+        db,
+        tx.sql_connection(),
+        "INSERT INTO devices (user_id, device_id, display_name, created_ts) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, device_id) DO NOTHING",
+        [
+            user_id.into(),
+            device_id.into(),
+            display_name.map(str::to_owned).into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    Ok(inserted == 1)
+}
+
+/// Deletes devices with their sessions, pushers and E2EE data (keys,
+/// one-time keys, to-device inbox: see [`forget_deleted_devices`]).
+/// Unknown device IDs are ignored. `true` if the user's device list
+/// changed: wake their rooms with `e2ee::device_lists_changed` once this
+/// returns.
+pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Result<bool, DbErr> {
+    let tx = db.begin_write().await?;
+    let changed = delete_devices_in(db, &tx, user_id, device_ids).await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// [`delete_devices`] in the caller's write transaction.
+pub async fn delete_devices_in(
+    db: &Db,
+    tx: &Tx,
+    user_id: &str,
+    device_ids: &[String],
+) -> Result<bool, DbErr> {
+    let txn = tx.sql_connection();
+    super::pushers::delete_for_devices(db, txn, user_id, device_ids).await?;
     for device_id in device_ids {
-        revoke_device_tokens(db, &txn, user_id, device_id).await?;
+        revoke_device_tokens(db, txn, user_id, device_id).await?;
         exec(
             db,
-            &txn,
+            txn,
             "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
             [user_id.into(), device_id.as_str().into()],
         )
         .await?;
     }
-    txn.commit().await
+    forget_deleted_devices(db, tx, user_id).await
+}
+
+/// Removes the E2EE data of the user's devices that no longer exist, in
+/// the transaction that deleted them, and records the device-list change:
+/// a crash can never leave keys (which other users would keep encrypting
+/// to) behind a deleted device. Working from "devices that are gone"
+/// rather than a list of IDs also cleans up after any older deletion path.
+async fn forget_deleted_devices(db: &Db, tx: &Tx, user_id: &str) -> Result<bool, DbErr> {
+    let changed = super::device_keys::remove_deleted_devices(tx, user_id).await?;
+    if changed {
+        super::device_lists::record(db, tx, user_id).await?;
+    }
+    Ok(changed)
 }
 
 /// Deletes every device of the user but `keep` (all of them if `None`),
-/// with their sessions and pushers.
+/// with their sessions, pushers and E2EE data. `true` if the device list
+/// changed.
 async fn delete_other_devices(
     db: &Db,
-    txn: &DatabaseTransaction,
+    tx: &Tx,
     user_id: &str,
     keep: Option<&str>,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
+    let txn = tx.sql_connection();
     super::pushers::delete_for_other_devices(db, txn, user_id, keep).await?;
     // An empty string is never a device ID, so it keeps nothing.
     let keep = keep.unwrap_or("");
@@ -517,54 +575,66 @@ async fn delete_other_devices(
         )
         .await?;
     }
-    Ok(())
+    forget_deleted_devices(db, tx, user_id).await
 }
 
-/// Logs out every device of the user (`/logout/all`).
-pub async fn delete_all_devices(db: &Db, user_id: &str) -> Result<(), DbErr> {
-    let txn = db.begin_immediate().await?;
-    delete_other_devices(db, &txn, user_id, None).await?;
-    txn.commit().await
+/// Logs out every device of the user (`/logout/all`). `true` if the device
+/// list changed.
+pub async fn delete_all_devices(db: &Db, user_id: &str) -> Result<bool, DbErr> {
+    let tx = db.begin_write().await?;
+    let changed = delete_other_devices(db, &tx, user_id, None).await?;
+    tx.commit().await?;
+    Ok(changed)
 }
 
 /// Sets a new password hash; with `logout_except`, also logs out every
-/// device but that one.
+/// device but that one. `true` if the device list changed.
 pub async fn set_password(
     db: &Db,
     user_id: &str,
     password_hash: &str,
     logout_except: Option<&str>,
-) -> Result<(), DbErr> {
-    let txn = db.begin_immediate().await?;
+) -> Result<bool, DbErr> {
+    let tx = db.begin_write().await?;
     exec(
         db,
-        &txn,
+        tx.sql_connection(),
         "UPDATE users SET password_hash = $2 WHERE user_id = $1",
         [user_id.into(), password_hash.into()],
     )
     .await?;
-    if let Some(keep) = logout_except {
-        delete_other_devices(db, &txn, user_id, Some(keep)).await?;
-    }
-    txn.commit().await
+    let changed = match logout_except {
+        Some(keep) => delete_other_devices(db, &tx, user_id, Some(keep)).await?,
+        None => false,
+    };
+    tx.commit().await?;
+    Ok(changed)
 }
 
-/// Deactivates an account for good: no password, no devices, sessions or
-/// pushers, no profile; the row stays so the user ID is never reissued.
-/// `erase` records the user's request to be forgotten (GDPR erasure).
-pub async fn deactivate(db: &Db, user_id: &str, erase: bool) -> Result<(), DbErr> {
-    let txn = db.begin_immediate().await?;
-    delete_other_devices(db, &txn, user_id, None).await?;
-    super::pushers::delete_all_in(db, &txn, user_id).await?;
+/// Deactivates an account for good: no password, no devices, sessions,
+/// pushers or E2EE keys (device keys and cross-signing keys: nobody should
+/// encrypt to or trust them any more), no profile; the row stays so the
+/// user ID is never reissued. `erase` records the user's request to be
+/// forgotten (GDPR erasure). `true` if the device list changed.
+pub async fn deactivate(db: &Db, user_id: &str, erase: bool) -> Result<bool, DbErr> {
+    let tx = db.begin_write().await?;
+    let devices_changed = delete_other_devices(db, &tx, user_id, None).await?;
+    let txn = tx.sql_connection();
+    super::pushers::delete_all_in(db, txn, user_id).await?;
     exec(
         db,
-        &txn,
+        txn,
         "UPDATE users SET deactivated = $2, password_hash = NULL, displayname = NULL, \
          avatar_url = NULL, erased = (erased OR $3) WHERE user_id = $1",
         [user_id.into(), true.into(), erase.into()],
     )
     .await?;
-    txn.commit().await
+    let keys_changed = super::cross_signing::delete_user_keys(&tx, user_id).await?;
+    if keys_changed && !devices_changed {
+        super::device_lists::record(db, &tx, user_id).await?;
+    }
+    tx.commit().await?;
+    Ok(devices_changed || keys_changed)
 }
 
 /// A user's global profile.

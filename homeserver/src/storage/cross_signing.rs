@@ -54,6 +54,26 @@ pub async fn get(tx: &Tx, user_id: &str, key_type: &str) -> Result<Option<CrossS
     .transpose()
 }
 
+/// Deletes a user's cross-signing keys, the signatures those keys made
+/// and the signatures others made on them (deactivation: nobody should
+/// trust the identity any more). `true` if the user had any key.
+pub async fn delete_user_keys(tx: &Tx, user_id: &str) -> Result<bool, DbErr> {
+    let keys = tx
+        .execute(
+            "DELETE FROM e2e_cross_signing_keys WHERE user_id = $1",
+            [user_id.into()],
+        )
+        .await?;
+    // Signatures made by the user's keys (on their devices or on other
+    // users' master keys), and every signature on the user's keys.
+    tx.execute(
+        "DELETE FROM e2e_signatures WHERE signer_user_id = $1 OR target_user_id = $1",
+        [user_id.into()],
+    )
+    .await?;
+    Ok(keys > 0)
+}
+
 /// The master key of a user, if any (outside a transaction).
 pub async fn master_key(db: &Db, user_id: &str) -> Result<Option<CrossSigningKey>, DbErr> {
     db.query_one(

@@ -69,7 +69,8 @@ pub async fn of_users(db: &Db, users: &[String]) -> Result<Vec<StoredDeviceKeys>
 }
 
 /// Devices of `user_id` that have E2EE data (keys, one-time or fallback
-/// keys, a to-device inbox) but no longer exist in `devices`.
+/// keys, a to-device inbox, a dehydrated device record) but no longer
+/// exist in `devices`.
 pub async fn orphaned_devices(tx: &Tx, user_id: &str) -> Result<Vec<String>, DbErr> {
     let rows = tx
         .query_all(
@@ -78,12 +79,26 @@ pub async fn orphaned_devices(tx: &Tx, user_id: &str) -> Result<Vec<String>, DbE
                UNION SELECT device_id FROM e2e_one_time_keys WHERE user_id = $1 \
                UNION SELECT device_id FROM e2e_fallback_keys WHERE user_id = $1 \
                UNION SELECT device_id FROM to_device_inbox WHERE user_id = $1 \
+               UNION SELECT device_id FROM dehydrated_devices WHERE user_id = $1 \
              ) AS e WHERE NOT EXISTS \
              (SELECT 1 FROM devices d WHERE d.user_id = $1 AND d.device_id = e.device_id)",
             [user_id.into()],
         )
         .await?;
     rows.iter().map(|r| r.try_get("", "device_id")).collect()
+}
+
+/// Removes the E2EE data of every device of `user_id` that no longer
+/// exists ([`orphaned_devices`]), in the transaction that deleted the
+/// devices (`accounts` calls it). `true` if there was any: the device list
+/// changed, and the caller records that.
+pub async fn remove_deleted_devices(tx: &Tx, user_id: &str) -> Result<bool, DbErr> {
+    let gone = orphaned_devices(tx, user_id).await?;
+    for device_id in &gone {
+        delete_device(tx, user_id, device_id).await?;
+        super::dehydrated_devices::forget(tx, user_id, device_id).await?;
+    }
+    Ok(!gone.is_empty())
 }
 
 /// Deletes everything E2EE stores for one device: its keys, one-time and

@@ -16,6 +16,7 @@ pub mod account_data;
 pub mod accounts;
 pub mod aliases;
 pub mod cross_signing;
+pub mod dehydrated_devices;
 pub mod device_keys;
 pub mod device_lists;
 pub mod directory;

@@ -33,14 +33,35 @@ pub struct OutboxMessage {
     pub messages: String,
 }
 
+/// How long a send's transaction ID is remembered: 24 hours, as long as
+/// Synapse keeps the transaction IDs of sent events. Clients retry a failed
+/// request within seconds or minutes (Synapse's response cache for
+/// to-device sends lasts only 30 minutes); a retry after a day is a new
+/// send, and at worst delivers an Olm message twice, which the recipient's
+/// Olm session rejects as a replay.
+pub const TXN_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// Records the transaction ID of a send; `false` if this device already
-/// used it (the send was done: store nothing again).
+/// used it within [`TXN_RETENTION_MS`] (the send was done: store nothing
+/// again).
+///
+/// Also forgets this device's transaction IDs older than the retention:
+/// pruning on each send keeps the table at one day of sends per active
+/// device without a background job (a device's rows all go when the
+/// device is deleted), and the delete only touches that device's rows.
 pub async fn claim_txn(
     tx: &Tx,
     user_id: &str,
     device_id: &str,
     txn_id: &str,
 ) -> Result<bool, DbErr> {
+    prune_txns(
+        tx,
+        user_id,
+        device_id,
+        crate::time::now_ms() - TXN_RETENTION_MS,
+    )
+    .await?;
     let n = tx
         .execute(
             "INSERT INTO to_device_txns (user_id, device_id, txn_id, created_ts) \
@@ -54,6 +75,20 @@ pub async fn claim_txn(
         )
         .await?;
     Ok(n == 1)
+}
+
+/// Forgets the transaction IDs a device used before `before` (ms).
+pub async fn prune_txns(
+    tx: &Tx,
+    user_id: &str,
+    device_id: &str,
+    before: i64,
+) -> Result<u64, DbErr> {
+    tx.execute(
+        "DELETE FROM to_device_txns WHERE user_id = $1 AND device_id = $2 AND created_ts < $3",
+        [user_id.into(), device_id.into(), before.into()],
+    )
+    .await
 }
 
 /// Stores the messages of one send from `sender` and returns their stream
@@ -196,4 +231,53 @@ pub async fn outbox(db: &Db, destination: &str, limit: i64) -> Result<Vec<Outbox
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn claim(db: &Db, device: &str, txn: &str) -> bool {
+        let tx = db.begin_write().await.expect("begin");
+        let fresh = claim_txn(&tx, "@u:x", device, txn).await.expect("claim");
+        tx.commit().await.expect("commit");
+        fresh
+    }
+
+    async fn age(db: &Db, txn: &str, by_ms: i64) {
+        db.execute(
+            "UPDATE to_device_txns SET created_ts = created_ts - $1 WHERE txn_id = $2",
+            [by_ms.into(), txn.into()],
+        )
+        .await
+        .expect("age");
+    }
+
+    async fn remembered(db: &Db) -> Vec<String> {
+        db.query_all(
+            "SELECT txn_id FROM to_device_txns ORDER BY txn_id",
+            Vec::<sea_orm::Value>::new(),
+        )
+        .await
+        .expect("txns")
+        .iter()
+        .map(|r| r.try_get("", "txn_id").expect("txn_id"))
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn transaction_ids_are_forgotten_after_the_retention() {
+        let db = crate::storage::test_db().await;
+        assert!(claim(&db, "D1", "old").await);
+        assert!(claim(&db, "D2", "other-device").await);
+        assert!(!claim(&db, "D1", "old").await, "a retry within the day");
+        age(&db, "old", TXN_RETENTION_MS + 1).await;
+        age(&db, "other-device", TXN_RETENTION_MS + 1).await;
+        // The device's next send forgets its own expired IDs only.
+        assert!(claim(&db, "D1", "new").await);
+        assert_eq!(remembered(&db).await, ["new", "other-device"]);
+        // An expired ID is a new send again.
+        assert!(claim(&db, "D2", "other-device").await);
+        assert_eq!(remembered(&db).await, ["new", "other-device"]);
+    }
 }

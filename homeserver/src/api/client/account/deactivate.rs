@@ -35,8 +35,9 @@ pub async fn deactivate(
         req.auth.as_ref(),
     )
     .await?;
-    accounts::deactivate(state.db(), auth.user_id.as_str(), req.erase).await?;
-    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
+    if accounts::deactivate(state.db(), auth.user_id.as_str(), req.erase).await? {
+        crate::e2ee::device_lists_changed(&state, &auth.user_id).await?;
+    }
     tracing::info!(user_id = %auth.user_id, erase = req.erase, "account deactivated");
     leave_all_rooms(&state, &auth.user_id).await?;
     // No third-party identifiers are ever bound, so there was nothing to

@@ -96,13 +96,15 @@ pub async fn delete(
         req.auth.as_ref(),
     )
     .await?;
-    accounts::delete_devices(
+    if accounts::delete_devices(
         state.db(),
         auth.user_id.as_str(),
         &[req.device_id.to_string()],
     )
-    .await?;
-    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
+    .await?
+    {
+        crate::e2ee::device_lists_changed(&state, &auth.user_id).await?;
+    }
     Ok(RumaResponse(delete_device::v3::Response::new()))
 }
 
@@ -121,7 +123,8 @@ pub async fn delete_many(
     )
     .await?;
     let ids: Vec<String> = req.devices.iter().map(ToString::to_string).collect();
-    accounts::delete_devices(state.db(), auth.user_id.as_str(), &ids).await?;
-    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
+    if accounts::delete_devices(state.db(), auth.user_id.as_str(), &ids).await? {
+        crate::e2ee::device_lists_changed(&state, &auth.user_id).await?;
+    }
     Ok(RumaResponse(delete_devices::v3::Response::new()))
 }

@@ -37,8 +37,9 @@ pub async fn change(
     // `logout_devices` (default true) ends every other session; the device
     // making the change stays signed in, as the spec and Synapse do.
     let keep = req.logout_devices.then(|| auth.device_id.to_string());
-    accounts::set_password(state.db(), auth.user_id.as_str(), &hash, keep.as_deref()).await?;
-    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
+    if accounts::set_password(state.db(), auth.user_id.as_str(), &hash, keep.as_deref()).await? {
+        crate::e2ee::device_lists_changed(&state, &auth.user_id).await?;
+    }
     tracing::info!(user_id = %auth.user_id, "password changed");
     Ok(RumaResponse(change_password::v3::Response::new()))
 }

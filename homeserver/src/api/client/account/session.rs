@@ -30,13 +30,15 @@ pub async fn logout(
     auth: Authed,
     Ruma(_): Ruma<logout::v3::Request>,
 ) -> Result<RumaResponse<logout::v3::Response>, ApiError> {
-    accounts::delete_devices(
+    if accounts::delete_devices(
         state.db(),
         auth.user_id.as_str(),
         &[auth.device_id.to_string()],
     )
-    .await?;
-    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
+    .await?
+    {
+        crate::e2ee::device_lists_changed(&state, &auth.user_id).await?;
+    }
     Ok(RumaResponse(logout::v3::Response::new()))
 }
 
@@ -46,7 +48,8 @@ pub async fn logout_all(
     auth: Authed,
     Ruma(_): Ruma<logout_all::v3::Request>,
 ) -> Result<RumaResponse<logout_all::v3::Response>, ApiError> {
-    accounts::delete_all_devices(state.db(), auth.user_id.as_str()).await?;
-    crate::e2ee::on_devices_deleted(&state, &auth.user_id).await?;
+    if accounts::delete_all_devices(state.db(), auth.user_id.as_str()).await? {
+        crate::e2ee::device_lists_changed(&state, &auth.user_id).await?;
+    }
     Ok(RumaResponse(logout_all::v3::Response::new()))
 }

@@ -16,7 +16,7 @@ use crate::e2ee::{self, signed};
 use crate::state::AppState;
 use crate::storage::device_lists;
 use crate::storage::one_time_keys::{self, Key};
-use crate::storage::{cross_signing, device_keys as stored_keys};
+use crate::storage::{Db, Tx, cross_signing, device_keys as stored_keys};
 use crate::sync::SyncToken;
 
 /// The most one-time or fallback keys one upload may carry: clients upload
@@ -28,7 +28,8 @@ const MAX_KEYS_PER_UPLOAD: usize = 1000;
 /// object to store (without `unsigned`).
 fn check_device_keys(
     raw: &serde_json::value::RawValue,
-    auth: &Authed,
+    user_id: &str,
+    device_id: &str,
 ) -> Result<myelin_proto::canonical_json::Object, ApiError> {
     // The shape first (required fields, types), with the spec's M_BAD_JSON.
     serde_json::from_str::<ruma::encryption::DeviceKeys>(raw.get())
@@ -38,20 +39,20 @@ fn check_device_keys(
     let mut obj = signed::to_object(&value).map_err(ApiError::bad_json)?;
     obj.remove("unsigned");
     let field = |name: &str| obj.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-    if field("user_id").as_deref() != Some(auth.user_id.as_str()) {
+    if field("user_id").as_deref() != Some(user_id) {
         return Err(ApiError::invalid_param(
             "user_id in device_keys does not match the authenticated user",
         ));
     }
-    if field("device_id").as_deref() != Some(auth.device_id.as_str()) {
+    if field("device_id").as_deref() != Some(device_id) {
         return Err(ApiError::invalid_param(
-            "device_id in device_keys does not match the authenticated device",
+            "device_id in device_keys does not match the device",
         ));
     }
-    let key = signed::ed25519_key(&obj, auth.device_id.as_str()).ok_or_else(|| {
+    let key = signed::ed25519_key(&obj, device_id).ok_or_else(|| {
         ApiError::invalid_param("device_keys has no valid ed25519 key for this device")
     })?;
-    if !signed::signed_by(&obj, auth.user_id.as_str(), auth.device_id.as_str(), &key) {
+    if !signed::signed_by(&obj, user_id, device_id, &key) {
         return Err(ApiError::invalid_param(
             "device_keys is not signed by the device's ed25519 key",
         ));
@@ -85,6 +86,85 @@ fn to_key(id: &str, raw: &serde_json::value::RawValue) -> Result<Key, ApiError> 
     })
 }
 
+/// Keys uploaded for one device (by `/keys/upload`, or with a dehydrated
+/// device), checked and ready to store.
+pub(super) struct CheckedUpload {
+    device_keys: Option<myelin_proto::canonical_json::Object>,
+    one_time_keys: Vec<Key>,
+    fallback_keys: Vec<Key>,
+}
+
+type KeyMap = BTreeMap<ruma::OwnedOneTimeKeyId, ruma::serde::Raw<ruma::encryption::OneTimeKey>>;
+
+/// Checks an upload of `user_id`'s device `device_id`: the device keys
+/// (see [`check_device_keys`]), and at most [`MAX_KEYS_PER_UPLOAD`]
+/// well-formed one-time and fallback keys.
+pub(super) fn check_upload(
+    user_id: &str,
+    device_id: &str,
+    device_keys: Option<&serde_json::value::RawValue>,
+    one_time_keys: &KeyMap,
+    fallback_keys: &KeyMap,
+) -> Result<CheckedUpload, ApiError> {
+    let device_keys = device_keys
+        .map(|raw| check_device_keys(raw, user_id, device_id))
+        .transpose()?;
+    if one_time_keys.len() > MAX_KEYS_PER_UPLOAD || fallback_keys.len() > MAX_KEYS_PER_UPLOAD {
+        return Err(ApiError::too_large(format!(
+            "at most {MAX_KEYS_PER_UPLOAD} keys per upload"
+        )));
+    }
+    let to_keys = |keys: &KeyMap| {
+        keys.iter()
+            .map(|(id, raw)| to_key(id.as_str(), raw.json()))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(CheckedUpload {
+        device_keys,
+        one_time_keys: to_keys(one_time_keys)?,
+        fallback_keys: to_keys(fallback_keys)?,
+    })
+}
+
+/// Writes a checked upload in the caller's write transaction; a refused
+/// part (a reused one-time key ID) is an error, and the caller's
+/// transaction is dropped with nothing written. New or changed device keys
+/// are a device-list change, recorded here: `true` means wake the user's
+/// rooms (`e2ee::device_lists_changed`) after the commit.
+pub(super) async fn store_upload(
+    db: &Db,
+    tx: &Tx,
+    user: &str,
+    device: &str,
+    upload: &CheckedUpload,
+) -> Result<bool, ApiError> {
+    let mut list_changed = false;
+    if let Some(obj) = &upload.device_keys {
+        let text = signed::to_text(obj);
+        if stored_keys::get(tx, user, device).await?.as_deref() != Some(text.as_str()) {
+            stored_keys::set(tx, user, device, &text).await?;
+            device_lists::record(db, tx, user).await?;
+            list_changed = true;
+        }
+    }
+    if let Err(reused) = one_time_keys::add(tx, user, device, &upload.one_time_keys).await? {
+        // As Synapse: the same key ID with other content is a client bug
+        // that would make two sessions disagree on the key.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::Unknown,
+            format!(
+                "One time key {}:{} already exists. Old key: {}; new key: {}",
+                reused.key.algorithm, reused.key.key_id, reused.existing_json, reused.key.key_json
+            ),
+        ));
+    }
+    for key in &upload.fallback_keys {
+        one_time_keys::set_fallback(tx, user, device, key).await?;
+    }
+    Ok(list_changed)
+}
+
 /// `POST /_matrix/client/v3/keys/upload`. Device keys, one-time keys and
 /// fallback keys are written in one transaction: a refused part leaves
 /// nothing written. New or changed device keys are a device-list change.
@@ -97,54 +177,15 @@ pub async fn upload(
 ) -> Result<RumaResponse<upload_keys::v3::Response>, ApiError> {
     let user = auth.user_id.as_str();
     let device = auth.device_id.as_str();
-    let device_keys = req
-        .device_keys
-        .as_ref()
-        .map(|raw| check_device_keys(raw.json(), &auth))
-        .transpose()?;
-    if req.one_time_keys.len() > MAX_KEYS_PER_UPLOAD
-        || req.fallback_keys.len() > MAX_KEYS_PER_UPLOAD
-    {
-        return Err(ApiError::too_large(format!(
-            "at most {MAX_KEYS_PER_UPLOAD} keys per upload"
-        )));
-    }
-    let otks = req
-        .one_time_keys
-        .iter()
-        .map(|(id, raw)| to_key(id.as_str(), raw.json()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let fallbacks = req
-        .fallback_keys
-        .iter()
-        .map(|(id, raw)| to_key(id.as_str(), raw.json()))
-        .collect::<Result<Vec<_>, _>>()?;
-
+    let upload = check_upload(
+        user,
+        device,
+        req.device_keys.as_ref().map(|raw| raw.json()),
+        &req.one_time_keys,
+        &req.fallback_keys,
+    )?;
     let tx = state.db().begin_write().await?;
-    let mut list_changed = false;
-    if let Some(obj) = &device_keys {
-        let text = signed::to_text(obj);
-        if stored_keys::get(&tx, user, device).await?.as_deref() != Some(text.as_str()) {
-            stored_keys::set(&tx, user, device, &text).await?;
-            device_lists::record(state.db(), &tx, user).await?;
-            list_changed = true;
-        }
-    }
-    if let Err(reused) = one_time_keys::add(&tx, user, device, &otks).await? {
-        // As Synapse: the same key ID with other content is a client bug
-        // that would make two sessions disagree on the key.
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::Unknown,
-            format!(
-                "One time key {}:{} already exists. Old key: {}; new key: {}",
-                reused.key.algorithm, reused.key.key_id, reused.existing_json, reused.key.key_json
-            ),
-        ));
-    }
-    for key in &fallbacks {
-        one_time_keys::set_fallback(&tx, user, device, key).await?;
-    }
+    let list_changed = store_upload(state.db(), &tx, user, device, &upload).await?;
     tx.commit().await?;
     if list_changed {
         e2ee::device_lists_changed(&state, &auth.user_id).await?;

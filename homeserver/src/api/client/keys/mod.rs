@@ -1,8 +1,9 @@
 //! The end-to-end encryption endpoints: device and one-time keys
 //! (`/keys/upload`, `/keys/query`, `/keys/claim`, `/keys/changes`),
 //! cross-signing (`/keys/device_signing/upload`,
-//! `/keys/signatures/upload`), send-to-device messages and server-side
-//! key backups (`/room_keys`). The logic they share is in `crate::e2ee`.
+//! `/keys/signatures/upload`), send-to-device messages, server-side key
+//! backups (`/room_keys`) and MSC3814 dehydrated devices. The logic they
+//! share is in `crate::e2ee`.
 
 use axum::Router;
 use ruma::api::client as c;
@@ -15,6 +16,7 @@ use crate::state::AppState;
 
 pub mod backup;
 pub mod cross_signing;
+pub mod dehydrated_device;
 pub mod device_keys;
 pub mod to_device;
 
@@ -28,6 +30,7 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r =
         route::<c::keys::upload_signatures::v3::Request, _, _>(r, cross_signing::upload_signatures);
     let r = route::<c::to_device::send_event_to_device::v3::Request, _, _>(r, to_device::send);
+    let r = dehydrated_device_routes(r);
     let r = route::<c::backup::create_backup_version::v3::Request, _, _>(r, backup::create_version);
     let r =
         route::<c::backup::get_latest_backup_info::v3::Request, _, _>(r, backup::latest_version);
@@ -46,6 +49,16 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
     let r =
         route::<c::backup::delete_backup_keys_for_room::v3::Request, _, _>(r, backup::delete_room);
     route::<c::backup::delete_backup_keys_for_session::v3::Request, _, _>(r, backup::delete_session)
+}
+
+/// MSC3814 dehydrated devices (unstable paths).
+fn dehydrated_device_routes(r: Router<AppState>) -> Router<AppState> {
+    use c::dehydrated_device as d;
+    let r = route::<d::put_dehydrated_device::unstable::Request, _, _>(r, dehydrated_device::put);
+    let r = route::<d::get_dehydrated_device::unstable::Request, _, _>(r, dehydrated_device::get);
+    let r =
+        route::<d::delete_dehydrated_device::unstable::Request, _, _>(r, dehydrated_device::delete);
+    route::<d::get_events::unstable::Request, _, _>(r, dehydrated_device::events)
 }
 
 /// Builds a ruma type from JSON we assembled (maps of stored key objects
