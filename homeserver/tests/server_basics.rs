@@ -14,6 +14,11 @@ async fn discovery_errors_and_metrics(backend: Backend) {
     assert_eq!(status, 200);
     let list = versions["versions"].as_array().expect("versions list");
     assert!(list.iter().any(|v| v == "v1.1"), "{versions}");
+    // Element looks for this before using dehydrated devices.
+    assert_eq!(
+        versions["unstable_features"]["org.matrix.msc3814"], true,
+        "{versions}"
+    );
 
     assert_error(
         &client.get("/_matrix/client/v3/no/such/endpoint").await,

@@ -141,6 +141,7 @@ rc_joins:
   local: {per_second: 100000, burst_count: 100000}
   remote: {per_second: 100000, burst_count: 100000}
 rc_joins_per_room: {per_second: 100000, burst_count: 100000}
+rc_room_creation: {per_second: 100000, burst_count: 100000}
 rc_invites:
   per_room: {per_second: 100000, burst_count: 100000}
   per_user: {per_second: 100000, burst_count: 100000}

@@ -16,6 +16,12 @@ pub const SUPPORTED_VERSIONS: &[&str] = &[
     "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
 ];
 
+/// Unstable features (MSCs) whose endpoints we serve.
+pub const UNSTABLE_FEATURES: &[&str] = &[
+    // Dehydrated devices, under /_matrix/client/unstable/org.matrix.msc3814.v1/.
+    "org.matrix.msc3814",
+];
+
 /// `GET /_matrix/client/versions`
 pub async fn versions(
     Ruma(_): Ruma<get_supported_versions::Request>,
@@ -23,7 +29,11 @@ pub async fn versions(
     let mut resp = get_supported_versions::Response::new(
         SUPPORTED_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
     );
-    resp.unstable_features = BTreeMap::new();
+    // Clients only use an unstable endpoint the server announces here.
+    resp.unstable_features = UNSTABLE_FEATURES
+        .iter()
+        .map(|f| ((*f).to_owned(), true))
+        .collect::<BTreeMap<_, _>>();
     RumaResponse(resp)
 }
 
