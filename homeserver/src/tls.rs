@@ -116,7 +116,9 @@ impl ReloadableCert {
                     // A half-written pair fails to load; the next change retries.
                     match this.reload() {
                         Ok(()) => seen = now,
-                        Err(e) => tracing::warn!(error = %e, "federation TLS certificate not reloaded"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "federation TLS certificate not reloaded")
+                        }
                     }
                 }
             }
@@ -126,12 +128,19 @@ impl ReloadableCert {
 
 impl ResolvesServerCert for ReloadableCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 }
 
 /// The rustls server configuration of the federation listener (HTTP/1.1).
-pub fn server_config(cert: Arc<ReloadableCert>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+pub fn server_config(
+    cert: Arc<ReloadableCert>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

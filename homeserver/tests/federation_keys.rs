@@ -142,7 +142,10 @@ async fn notary_returns_keys_signed_by_origin_and_notary(backend: Backend) {
     verify_json(&object(&beta_doc), "beta.test", &beta_keys).expect("beta signed its keys");
     let valid_until = beta_doc["valid_until_ts"].as_i64().expect("valid_until_ts");
     let day = 24 * 3600 * 1000;
-    assert!((valid_until - now_ms() - day).abs() < 60_000, "{valid_until}");
+    assert!(
+        (valid_until - now_ms() - day).abs() < 60_000,
+        "{valid_until}"
+    );
     let (status, alpha_doc) = fed
         .request(alpha, "GET", "/_matrix/key/v2/server", &[], None)
         .await;
@@ -199,18 +202,25 @@ async fn notary_returns_keys_signed_by_origin_and_notary(backend: Backend) {
             "POST",
             "/_matrix/key/v2/query",
             &[],
-            Some(
-                serde_json::to_vec(&json!({"server_keys": {"nowhere.test": {}}})).expect("json"),
-            ),
+            Some(serde_json::to_vec(&json!({"server_keys": {"nowhere.test": {}}})).expect("json")),
         )
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["server_keys"], json!([]));
     // Malformed queries get the spec's errors.
     let (status, answer) = fed
-        .request(alpha, "POST", "/_matrix/key/v2/query", &[], Some(b"{".to_vec()))
+        .request(
+            alpha,
+            "POST",
+            "/_matrix/key/v2/query",
+            &[],
+            Some(b"{".to_vec()),
+        )
         .await;
-    assert_eq!((status, answer["errcode"].clone()), (400, json!("M_NOT_JSON")));
+    assert_eq!(
+        (status, answer["errcode"].clone()),
+        (400, json!("M_NOT_JSON"))
+    );
 }
 
 backend_tests!(

@@ -176,7 +176,11 @@ impl KeyFetcher {
     /// The signed key documents of `server` for a notary answer: those we hold whose
     /// `valid_until_ts` reaches `minimum_valid_until_ts`, fetching fresh ones when none
     /// does. Our own server's document is made fresh.
-    pub async fn documents_for(&self, server: &ServerName, minimum_valid_until_ts: i64) -> Vec<Object> {
+    pub async fn documents_for(
+        &self,
+        server: &ServerName,
+        minimum_valid_until_ts: i64,
+    ) -> Vec<Object> {
         if server == self.inner.server_name {
             return vec![self.own_document()];
         }
@@ -328,7 +332,9 @@ impl KeyFetcher {
                 self.remember(server, vec![doc]).await;
                 return;
             }
-            Err(e) => tracing::info!(%server, error = %e, "cannot fetch keys from the server itself"),
+            Err(e) => {
+                tracing::info!(%server, error = %e, "cannot fetch keys from the server itself")
+            }
         }
         for notary in &self.inner.notaries {
             match self.fetch_from_notary(notary, server).await {
@@ -337,7 +343,9 @@ impl KeyFetcher {
                     return;
                 }
                 Ok(_) => tracing::info!(%server, %notary, "notary has no keys for the server"),
-                Err(e) => tracing::info!(%server, %notary, error = %e, "cannot fetch keys from notary"),
+                Err(e) => {
+                    tracing::info!(%server, %notary, error = %e, "cannot fetch keys from notary")
+                }
             }
         }
     }
@@ -346,11 +354,16 @@ impl KeyFetcher {
         let response = self
             .inner
             .client
-            .send_with_limit(server, get_server_keys::v2::Request::new(), MAX_KEY_RESPONSE)
+            .send_with_limit(
+                server,
+                get_server_keys::v2::Request::new(),
+                MAX_KEY_RESPONSE,
+            )
             .await
             .map_err(|e| e.to_string())?;
-        let doc = ServerKeyDocument::parse_bytes(server, response.server_key.json().get().as_bytes())
-            .map_err(|e| e.to_string())?;
+        let doc =
+            ServerKeyDocument::parse_bytes(server, response.server_key.json().get().as_bytes())
+                .map_err(|e| e.to_string())?;
         check_sane(&doc)?;
         Ok(doc)
     }

@@ -61,13 +61,10 @@ impl FederationService {
             discovery.dns = Some(nameservers(&fed.nameservers)?);
         }
         let resolver = Resolver::new(discovery)?;
-        let signing = keys
-            .first()
-            .cloned()
-            .ok_or_else(|| SetupError::CaFile {
-                path: String::new(),
-                reason: "no signing key".to_owned(),
-            })?;
+        let signing = keys.first().cloned().ok_or_else(|| SetupError::CaFile {
+            path: String::new(),
+            reason: "no signing key".to_owned(),
+        })?;
         let client = FederationClient::new(
             resolver,
             server_name.to_owned(),

@@ -32,7 +32,11 @@ fn remote_error(e: &ClientError, not_found: String, failed: &str) -> ApiError {
         Some(StatusCode::NOT_FOUND) => ApiError::not_found(not_found),
         // The remote refused to tell: pass its refusal on.
         Some(StatusCode::FORBIDDEN) => ApiError::forbidden(failed.to_owned()),
-        _ => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, failed.to_owned()),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorKind::Unknown,
+            failed.to_owned(),
+        ),
     }
 }
 
@@ -50,7 +54,13 @@ pub async fn remote_profile(
         .send_with_limit(user_id.server_name(), request, MAX_QUERY_RESPONSE)
         .await
         .map(|r| r.data)
-        .map_err(|e| remote_error(&e, "Profile was not found".to_owned(), "Failed to fetch profile"))
+        .map_err(|e| {
+            remote_error(
+                &e,
+                "Profile was not found".to_owned(),
+                "Failed to fetch profile",
+            )
+        })
 }
 
 /// The room `alias` points to and the servers in it, from the alias's server.

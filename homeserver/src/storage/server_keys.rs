@@ -39,7 +39,9 @@ const COLUMNS: &str =
 /// Every key we hold for `server_name`.
 pub async fn for_server(db: &Db, server_name: &str) -> Result<Vec<StoredKey>, DbErr> {
     db.query_all(
-        &format!("SELECT {COLUMNS} FROM server_signing_keys WHERE server_name = $1 ORDER BY key_id"),
+        &format!(
+            "SELECT {COLUMNS} FROM server_signing_keys WHERE server_name = $1 ORDER BY key_id"
+        ),
         [server_name.into()],
     )
     .await?

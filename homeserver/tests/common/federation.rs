@@ -68,10 +68,11 @@ impl TestCa {
     /// certificates for the same name apart.
     pub fn issue(&self, name: &str, serial: u64) -> (String, String) {
         let key = rcgen::KeyPair::generate().expect("leaf key");
-        let mut params =
-            rcgen::CertificateParams::new(vec![name.to_owned()]).expect("leaf params");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("leaf params");
         params.serial_number = Some(rcgen::SerialNumber::from(serial));
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf certificate");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
         (
             pem("CERTIFICATE", cert.der()) + &pem("CERTIFICATE", &self.root),
             pem("PRIVATE KEY", &key.serialize_der()),
@@ -178,11 +179,8 @@ impl Federation {
 
     /// [`Federation::start`] with extra configuration for every server.
     pub async fn start_with(backend: Backend, names: &[&str], extra_env: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "myelin_fed_{}_{}",
-            std::process::id(),
-            free_port()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("myelin_fed_{}_{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("federation dir");
         let ca = TestCa::new();
         let ca_path = dir.join("ca.pem");
@@ -310,7 +308,10 @@ impl Federation {
         let mut req = http::Request::builder()
             .method(method)
             .uri(path_and_query)
-            .header("host", format!("{}:{}", server.name, server.federation_port));
+            .header(
+                "host",
+                format!("{}:{}", server.name, server.federation_port),
+            );
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }

@@ -39,11 +39,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 }
 
 /// Middleware: verifies the request's `X-Matrix` signature before the handler runs.
-pub async fn require_x_matrix(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn require_x_matrix(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
     let header = match request_auth::parse_header(parts.headers.get(http::header::AUTHORIZATION)) {
         Ok(h) => h,
@@ -63,10 +59,16 @@ pub async fn require_x_matrix(
         uri: &uri,
         body: &bytes,
     };
-    if let Err(e) = state.federation().keys().verify_request(&header, signed).await {
+    if let Err(e) = state
+        .federation()
+        .keys()
+        .verify_request(&header, signed)
+        .await
+    {
         tracing::info!(origin = %header.origin, key = %header.key, error = %e, "federation request refused");
         return unauthorized(e.to_string()).into_response();
     }
     parts.extensions.insert(Origin(header.origin));
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }

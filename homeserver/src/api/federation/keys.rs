@@ -43,7 +43,11 @@ async fn notarised(
     server: &ServerName,
     minimum: i64,
 ) -> Result<Vec<Raw<ServerSigningKeys>>, ApiError> {
-    let docs = state.federation().keys().documents_for(server, minimum).await;
+    let docs = state
+        .federation()
+        .keys()
+        .documents_for(server, minimum)
+        .await;
     docs.iter()
         .map(|d| raw(&countersign(d, state.server_name(), state.signing_key())))
         .collect()
@@ -97,5 +101,7 @@ pub async fn query_batch(
             Err(e) => return Err(ApiError::internal("key query task failed", e)),
         }
     }
-    Ok(RumaResponse(get_remote_server_keys_batch::v2::Response::new(keys)))
+    Ok(RumaResponse(
+        get_remote_server_keys_batch::v2::Response::new(keys),
+    ))
 }

@@ -29,12 +29,7 @@ async fn load(
 ) -> Result<Profile, ApiError> {
     if user_id.server_name() != state.server_name() {
         let remote = crate::federation::query::remote_profile(state, user_id, field).await?;
-        let text = |name: &str| {
-            remote
-                .get(name)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
+        let text = |name: &str| remote.get(name).and_then(|v| v.as_str()).map(str::to_owned);
         return Ok(Profile {
             displayname: text("displayname"),
             avatar_url: text("avatar_url"),
