@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_errors_not_panics() {
-        assert_eq!(parse_header(None).unwrap_err(), AuthError::Missing);
+        assert_eq!(parse_header(None).expect_err("missing"), AuthError::Missing);
         for bad in [
             "",
             "Bearer abc",

@@ -59,7 +59,9 @@ async fn hostile_requests_are_refused(backend: Backend) {
     // Control: alpha's real key, signing for beta, is accepted (so the refusals below are
     // about what each one changes).
     let good = x_matrix(&alpha_key, "alpha.test", "beta.test", "GET", uri);
-    let (status, body) = fed.request(beta, "GET", uri, &[good.clone()], None).await;
+    let (status, body) = fed
+        .request(beta, "GET", uri, std::slice::from_ref(&good), None)
+        .await;
     assert_eq!(status, 200, "{body}\n{}", beta.log());
 
     let refused = |label: &'static str| {
