@@ -24,6 +24,7 @@ pub struct Config {
     pub user_directory: UserDirectoryConfig,
     pub metrics: MetricsConfig,
     pub logging: LoggingConfig,
+    pub federation: FederationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +40,20 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct ListenConfig {
     pub client: SocketAddr,
+    /// The federation API over HTTPS; empty: no federation listener.
+    pub federation: String,
+}
+
+/// Talking to other servers (see `conf/default.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    pub tls_certificate_path: String,
+    pub tls_private_key_path: String,
+    pub allow_private_addresses: bool,
+    pub ca_file: String,
+    pub nameservers: Vec<String>,
+    pub trusted_key_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +170,10 @@ impl Config {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                // Lists come from the environment comma-separated.
+                .list_separator(",")
+                .with_list_parse_key("federation.nameservers")
+                .with_list_parse_key("federation.trusted_key_servers")
                 .source(Some(env)),
         );
         let raw = builder
@@ -196,6 +215,23 @@ impl Config {
                 "invalid configuration: metrics.listen {:?} is not an address:port",
                 self.metrics.listen
             )));
+        }
+        if !self.listen.federation.is_empty() {
+            if self.listen.federation.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError(format!(
+                    "invalid configuration: listen.federation {:?} is not an address:port",
+                    self.listen.federation
+                )));
+            }
+            if self.federation.tls_certificate_path.is_empty()
+                || self.federation.tls_private_key_path.is_empty()
+            {
+                return Err(ConfigError(
+                    "invalid configuration: listen.federation needs \
+                     federation.tls_certificate_path and federation.tls_private_key_path"
+                        .to_owned(),
+                ));
+            }
         }
         for (name, value) in [
             (
@@ -283,6 +319,26 @@ mod tests {
         assert_eq!(c.server.name, "example.org");
         assert_eq!(c.database.max_connections, 4);
         assert!(!c.registration.enabled);
+        assert!(c.listen.federation.is_empty());
+        assert!(c.federation.nameservers.is_empty());
+        let c = Config::load_with_env(
+            None,
+            env(&[
+                ("MYELIN__FEDERATION__NAMESERVERS", "127.0.0.1:53,[::1]:5353"),
+                ("MYELIN__FEDERATION__TRUSTED_KEY_SERVERS", "matrix.org"),
+                ("MYELIN__FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true"),
+            ]),
+        )
+        .expect("federation lists from the environment");
+        assert_eq!(c.federation.nameservers, ["127.0.0.1:53", "[::1]:5353"]);
+        assert_eq!(c.federation.trusted_key_servers, ["matrix.org"]);
+        assert!(c.federation.allow_private_addresses);
+        let err = Config::load_with_env(
+            None,
+            env(&[("MYELIN__LISTEN__FEDERATION", "127.0.0.1:8448")]),
+        )
+        .expect_err("federation listener without a certificate");
+        assert!(err.to_string().contains("tls_certificate_path"), "{err}");
     }
 
     #[test]

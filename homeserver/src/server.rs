@@ -32,6 +32,12 @@ pub enum StartError {
     ServerName,
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Federation(#[from] crate::federation::SetupError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("federation TLS: {0}")]
+    TlsConfig(#[from] rustls::Error),
 }
 
 /// Everything up to (not including) accepting connections: a ready state.
@@ -46,7 +52,16 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let db = Db::connect(&config.database_url(), config.database.max_connections).await?;
     db.migrate().await?;
     let metrics = Metrics::new()?;
-    Ok(AppState::new(config, server_name, db, keys, metrics))
+    let federation =
+        crate::federation::FederationService::new(&config, &server_name, &keys, db.clone())?;
+    Ok(AppState::new(
+        config,
+        server_name,
+        db,
+        keys,
+        metrics,
+        federation,
+    ))
 }
 
 /// Runs the server until a shutdown signal.
@@ -90,6 +105,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             }
         });
     }
+    if !state.config().listen.federation.is_empty() {
+        serve_federation(&state).await?;
+    }
     let router = crate::api::router(state);
     axum::serve(
         client,
@@ -98,6 +116,39 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .map_err(StartError::Serve)
+}
+
+/// Starts the HTTPS federation listener (its certificate reloads itself, see [`crate::tls`]).
+async fn serve_federation(state: &AppState) -> Result<(), StartError> {
+    let fed = &state.config().federation;
+    let addr: SocketAddr =
+        state
+            .config()
+            .listen
+            .federation
+            .parse()
+            .map_err(|_| StartError::Listen {
+                addr: state.config().listen.client,
+                source: std::io::Error::other("bad listen.federation"),
+            })?;
+    let cert = crate::tls::ReloadableCert::load(
+        fed.tls_certificate_path.clone().into(),
+        fed.tls_private_key_path.clone().into(),
+    )?;
+    cert.watch();
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let listener = crate::tls::TlsListener::new(tcp, crate::tls::server_config(cert)?)
+        .map_err(|source| StartError::Listen { addr, source })?;
+    tracing::info!(%addr, "federation listener is up");
+    let router = crate::api::federation::router(state.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(%e, "federation listener stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {

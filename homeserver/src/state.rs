@@ -10,6 +10,7 @@ use ruma::{OwnedServerName, ServerName};
 use crate::api::client::account::uiaa::UiaaSession;
 use crate::config::Config;
 use crate::expiring::ExpiringMap;
+use crate::federation::FederationService;
 use crate::metrics::Metrics;
 use crate::notify::Notifier;
 use crate::push::PushEvaluator;
@@ -40,6 +41,7 @@ struct Inner {
     login_tokens: ExpiringMap<ruma::OwnedUserId>,
     /// Nonces handed out by `GET /_synapse/admin/v1/register`.
     admin_nonces: ExpiringMap<()>,
+    federation: FederationService,
 }
 
 /// Cap on each in-memory credential table (see [`ExpiringMap`]).
@@ -56,6 +58,7 @@ impl AppState {
         db: Db,
         keys: Vec<KeyPair>,
         metrics: Metrics,
+        federation: FederationService,
     ) -> Self {
         assert!(!keys.is_empty(), "at least one signing key");
         let sessions = &config.sessions;
@@ -83,6 +86,7 @@ impl AppState {
             typing: Typing::new(notifier.clone()),
             push: PushEvaluator::new(),
             notifier,
+            federation,
         }))
     }
 
@@ -148,6 +152,11 @@ impl AppState {
 
     pub fn admin_nonces(&self) -> &ExpiringMap<()> {
         &self.0.admin_nonces
+    }
+
+    /// Outbound federation (client and other servers' keys).
+    pub fn federation(&self) -> &FederationService {
+        &self.0.federation
     }
 
     /// Samples the database pool into the pool gauges.

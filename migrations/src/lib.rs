@@ -12,6 +12,7 @@ mod m0004_receipts;
 mod m0005_room_aliases;
 mod m0006_e2ee;
 mod m0007_txn_id_scope;
+mod m0008_server_keys;
 mod m0010_dehydrated_devices;
 
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_room_aliases::Migration),
             Box::new(m0006_e2ee::Migration),
             Box::new(m0007_txn_id_scope::Migration),
+            Box::new(m0008_server_keys::Migration),
             Box::new(m0010_dehydrated_devices::Migration),
         ]
     }

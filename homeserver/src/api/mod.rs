@@ -16,6 +16,7 @@ use crate::state::AppState;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod federation;
 pub mod ruma_wrapper;
 pub mod synapse_admin;
 

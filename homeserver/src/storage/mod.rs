@@ -30,6 +30,7 @@ pub mod push_rules;
 pub mod pushers;
 pub mod receipts;
 pub mod rooms;
+pub mod server_keys;
 pub mod state;
 pub mod streams;
 pub mod to_device;

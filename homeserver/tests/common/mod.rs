@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod federation;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

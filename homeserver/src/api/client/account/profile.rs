@@ -1,4 +1,5 @@
-//! Global profiles: display name and avatar URL of local users. A change
+//! Global profiles: display name and avatar URL of local users (remote users' come from
+//! their server). A change
 //! is sent into every room the user is joined to as an updated member
 //! event (see [`crate::rooms::profile::propagate`]).
 
@@ -6,6 +7,7 @@ use axum::extract::State;
 use ruma::api::client::profile::{
     get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
 };
+use ruma::profile::ProfileFieldName;
 use ruma::{OwnedMxcUri, UserId};
 
 use crate::api::auth::Authed;
@@ -18,10 +20,20 @@ use crate::storage::accounts::{self, Profile};
 const MAX_DISPLAYNAME_LEN: usize = 256;
 const MAX_AVATAR_URL_LEN: usize = 1000;
 
-/// The profile of a local user; remote profiles would need federation.
-async fn load(state: &AppState, user_id: &UserId) -> Result<Profile, ApiError> {
+/// The profile of a user: ours from storage, a remote one from its server (only `field`
+/// when the client asked for one field).
+async fn load(
+    state: &AppState,
+    user_id: &UserId,
+    field: Option<ProfileFieldName>,
+) -> Result<Profile, ApiError> {
     if user_id.server_name() != state.server_name() {
-        return Err(ApiError::not_found("Profile was not found"));
+        let remote = crate::federation::query::remote_profile(state, user_id, field).await?;
+        let text = |name: &str| remote.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        return Ok(Profile {
+            displayname: text("displayname"),
+            avatar_url: text("avatar_url"),
+        });
     }
     accounts::get_profile(state.db(), user_id.as_str())
         .await?
@@ -44,7 +56,7 @@ pub async fn get(
     State(state): State<AppState>,
     Ruma(req): Ruma<get_profile::v3::Request>,
 ) -> Result<RumaResponse<get_profile::v3::Response>, ApiError> {
-    let profile = load(&state, &req.user_id).await?;
+    let profile = load(&state, &req.user_id, None).await?;
     let mut resp = get_profile::v3::Response::new();
     if let Some(name) = profile.displayname {
         resp.set("displayname".to_owned(), name.into());
@@ -60,7 +72,7 @@ pub async fn get_displayname(
     State(state): State<AppState>,
     Ruma(req): Ruma<get_display_name::v3::Request>,
 ) -> Result<RumaResponse<get_display_name::v3::Response>, ApiError> {
-    let profile = load(&state, &req.user_id).await?;
+    let profile = load(&state, &req.user_id, Some(ProfileFieldName::DisplayName)).await?;
     Ok(RumaResponse(get_display_name::v3::Response::new(
         profile.displayname,
     )))
@@ -71,7 +83,7 @@ pub async fn get_avatar(
     State(state): State<AppState>,
     Ruma(req): Ruma<get_avatar_url::v3::Request>,
 ) -> Result<RumaResponse<get_avatar_url::v3::Response>, ApiError> {
-    let profile = load(&state, &req.user_id).await?;
+    let profile = load(&state, &req.user_id, Some(ProfileFieldName::AvatarUrl)).await?;
     Ok(RumaResponse(get_avatar_url::v3::Response::new(avatar(
         &profile,
     ))))

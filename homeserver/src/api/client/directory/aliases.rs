@@ -106,12 +106,9 @@ pub async fn get(
     Ruma(req): Ruma<get_alias::v3::Request>,
 ) -> Result<RumaResponse<get_alias::v3::Response>, ApiError> {
     if req.room_alias.server_name() != state.server_name() {
-        // Asking the alias's server needs federation; until then we cannot
-        // know it, and say so in the message of the spec's "not found".
-        return Err(ApiError::not_found(format!(
-            "Room alias {} is on another server, which needs federation to resolve",
-            req.room_alias
-        )));
+        let (room_id, servers) =
+            crate::federation::query::remote_alias(&state, &req.room_alias).await?;
+        return Ok(RumaResponse(get_alias::v3::Response::new(room_id, servers)));
     }
     let row = aliases::get(state.db(), req.room_alias.as_str())
         .await?

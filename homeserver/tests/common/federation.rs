@@ -1,0 +1,366 @@
+//! Several `myelin` servers that federate over real TLS and real DNS on loopback: a test CA
+//! (rcgen) issues each server a certificate for its name, a DNS server (hickory-server)
+//! answers `_matrix-fed._tcp.<name>` SRV and `<name>` A records, and every server trusts
+//! the CA, asks that DNS server, and may contact loopback addresses.
+//!
+//! ```ignore
+//! let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+//! let alpha = &fed["alpha.test"];
+//! ```
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use hickory_server::Server;
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::proto::rr::rdata::{A, SOA, SRV};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use tokio::net::{TcpListener, UdpSocket};
+
+use super::{Backend, TestServer};
+
+/// The DNS zone all test servers live in.
+const ZONE: &str = "test.";
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ascii"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// A certificate authority made for one test run.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    pub root: CertificateDer<'static>,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Myelin federation test CA");
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate");
+        let root = issuer.der().clone();
+        Self { issuer, root }
+    }
+
+    pub fn root_pem(&self) -> String {
+        pem("CERTIFICATE", &self.root)
+    }
+
+    /// A leaf certificate for `name` (PEM chain and PEM PKCS#8 key); `serial` tells
+    /// certificates for the same name apart.
+    pub fn issue(&self, name: &str, serial: u64) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("leaf params");
+        params.serial_number = Some(rcgen::SerialNumber::from(serial));
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
+        (
+            pem("CERTIFICATE", cert.der()) + &pem("CERTIFICATE", &self.root),
+            pem("PRIVATE KEY", &key.serialize_der()),
+        )
+    }
+}
+
+/// Serves SRV and A records for `servers` (name, federation port) on 127.0.0.1, UDP and
+/// TCP on one port, for as long as the test's runtime lives. Returns the port.
+pub async fn start_dns(servers: &[(String, u16)]) -> u16 {
+    let origin = Name::from_str(ZONE).expect("zone");
+    let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+        origin.clone(),
+        ZoneType::Primary,
+        AxfrPolicy::Deny,
+    );
+    let soa = SOA::new(
+        Name::from_str("ns.test.").expect("ns"),
+        Name::from_str("admin.test.").expect("admin"),
+        1,
+        3600,
+        600,
+        86400,
+        60,
+    );
+    handler.upsert_mut(Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)), 1);
+    for (name, port) in servers {
+        let host = Name::from_str(&format!("{name}.")).expect("host name");
+        let srv_name = Name::from_str(&format!("_matrix-fed._tcp.{name}.")).expect("srv name");
+        handler.upsert_mut(
+            Record::from_rdata(host.clone(), 300, RData::A(A::from(Ipv4Addr::LOCALHOST))),
+            1,
+        );
+        handler.upsert_mut(
+            Record::from_rdata(srv_name, 300, RData::SRV(SRV::new(10, 10, *port, host))),
+            1,
+        );
+    }
+    let mut catalog = Catalog::new();
+    catalog.upsert(LowerName::new(&origin), vec![Arc::new(handler)]);
+    loop {
+        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("dns udp");
+        let port = udp.local_addr().expect("addr").port();
+        let Ok(tcp) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await else {
+            continue;
+        };
+        let mut server = Server::new(catalog);
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 4096);
+        tokio::spawn(async move {
+            let _ = server.block_until_done().await;
+        });
+        return port;
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// One server of a [`Federation`].
+pub struct FedServer {
+    pub name: String,
+    pub server: TestServer,
+    /// Port of the HTTPS federation listener on 127.0.0.1.
+    pub federation_port: u16,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+impl std::ops::Deref for FedServer {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+/// Servers that reach each other by name over TLS.
+pub struct Federation {
+    pub ca: TestCa,
+    pub servers: Vec<FedServer>,
+    pub dns_port: u16,
+    dir: PathBuf,
+}
+
+impl std::ops::Index<&str> for Federation {
+    type Output = FedServer;
+    fn index(&self, name: &str) -> &FedServer {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no server {name}"))
+    }
+}
+
+impl Federation {
+    /// Starts one server per name (all in [`ZONE`], e.g. `alpha.test`).
+    pub async fn start(backend: Backend, names: &[&str]) -> Self {
+        Self::start_with(backend, names, &[]).await
+    }
+
+    /// [`Federation::start`] with extra configuration for every server.
+    pub async fn start_with(backend: Backend, names: &[&str], extra_env: &[(&str, &str)]) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("myelin_fed_{}_{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("federation dir");
+        let ca = TestCa::new();
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, ca.root_pem()).expect("write CA");
+        let ports: Vec<(String, u16)> = names
+            .iter()
+            .map(|n| ((*n).to_owned(), free_port()))
+            .collect();
+        let dns_port = start_dns(&ports).await;
+        let mut servers = Vec::new();
+        for (name, port) in ports {
+            let cert_path = dir.join(format!("{name}.crt"));
+            let key_path = dir.join(format!("{name}.key"));
+            let (cert, key) = ca.issue(&name, 1);
+            std::fs::write(&cert_path, cert).expect("write cert");
+            std::fs::write(&key_path, key).expect("write key");
+            let listen = format!("127.0.0.1:{port}");
+            let nameserver = format!("127.0.0.1:{dns_port}");
+            let cert_s = cert_path.display().to_string();
+            let key_s = key_path.display().to_string();
+            let ca_s = ca_path.display().to_string();
+            let mut env: Vec<(&str, &str)> = vec![
+                ("MYELIN__SERVER__NAME", name.as_str()),
+                ("MYELIN__LISTEN__FEDERATION", listen.as_str()),
+                ("MYELIN__FEDERATION__TLS_CERTIFICATE_PATH", cert_s.as_str()),
+                ("MYELIN__FEDERATION__TLS_PRIVATE_KEY_PATH", key_s.as_str()),
+                ("MYELIN__FEDERATION__CA_FILE", ca_s.as_str()),
+                ("MYELIN__FEDERATION__NAMESERVERS", nameserver.as_str()),
+                ("MYELIN__FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true"),
+            ];
+            env.extend_from_slice(extra_env);
+            let server = TestServer::start_with(backend, &env).await;
+            servers.push(FedServer {
+                name,
+                server,
+                federation_port: port,
+                cert_path,
+                key_path,
+            });
+        }
+        let fed = Self {
+            ca,
+            servers,
+            dns_port,
+            dir,
+        };
+        for s in &fed.servers {
+            fed.wait_for_federation_listener(s).await;
+        }
+        fed
+    }
+
+    async fn wait_for_federation_listener(&self, server: &FedServer) {
+        for _ in 0..200 {
+            if let Ok((status, _)) = self
+                .try_request(server, "GET", "/_matrix/federation/v1/version", &[], None)
+                .await
+                && status == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "federation listener of {} did not come up:\n{}",
+            server.name,
+            server.log()
+        );
+    }
+
+    fn tls_connector(&self) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.root.clone()).expect("root");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    async fn connect(
+        &self,
+        server: &FedServer,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let tcp =
+            tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, server.federation_port)).await?;
+        let name = ServerName::try_from(server.name.clone()).expect("tls name");
+        self.tls_connector().connect(name, tcp).await
+    }
+
+    /// Sends one request over a new HTTPS connection to `server`'s federation listener (as
+    /// another server would, but with whatever headers the test wants) and returns the status
+    /// and JSON body.
+    pub async fn request(
+        &self,
+        server: &FedServer,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        self.try_request(server, method, path_and_query, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path_and_query} to {}: {e}", server.name))
+    }
+
+    async fn try_request(
+        &self,
+        server: &FedServer,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Value), String> {
+        use http_body_util::{BodyExt, Full};
+        let tls = self.connect(server).await.map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(
+                "host",
+                format!("{}:{}", server.name, server.federation_port),
+            );
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        let req = req
+            .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok((status, json))
+    }
+
+    /// Where test files (CA, certificates) live.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Opens a TLS connection to `server`'s federation port trusting the test CA, and
+    /// returns the leaf certificate it presented.
+    pub async fn presented_certificate(&self, server: &FedServer) -> CertificateDer<'static> {
+        let tls = self.connect(server).await.expect("TLS handshake");
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .expect("a certificate")
+            .clone()
+            .into_owned()
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            std::fs::remove_dir_all(&self.dir).ok();
+        }
+    }
+}
