@@ -2,6 +2,7 @@
 //! holds the outbound client (discovery, TLS, signed requests) and the key fetcher (other
 //! servers' signing keys, cached in memory and in `server_signing_keys`).
 
+pub mod acl;
 pub mod keys;
 pub mod query;
 
