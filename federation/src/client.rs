@@ -202,11 +202,10 @@ impl FederationClient {
                 max_response_bytes,
             )
             .await?;
-        let response = http::Response::builder()
+        let mut response = http::Response::builder()
             .status(raw.status)
             .body(raw.body.as_ref())
             .map_err(|e| ClientError::BadResponse(destination.to_string(), e.to_string()))?;
-        let mut response = response;
         *response.headers_mut() = raw.headers;
         R::IncomingResponse::try_from_http_response_inner(response)
             .map_err(|e| ClientError::BadResponse(destination.to_string(), e.to_string()))

@@ -54,6 +54,9 @@ pub struct FederationConfig {
     pub ca_file: String,
     pub nameservers: Vec<String>,
     pub trusted_key_servers: Vec<String>,
+    pub destination_min_retry_interval_ms: u64,
+    pub destination_max_retry_interval_ms: u64,
+    pub destination_retry_multiplier: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -339,6 +342,17 @@ mod tests {
         )
         .expect_err("federation listener without a certificate");
         assert!(err.to_string().contains("tls_certificate_path"), "{err}");
+    }
+
+    /// The example an operator copies must load as it is (every key known,
+    /// every value valid), or the guide in the README misleads them.
+    #[test]
+    fn production_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/production.example.toml");
+        let c = Config::load_with_env(Some(&path), env(&[])).expect("production example");
+        assert!(c.database_url().starts_with("postgres"));
+        assert!(!c.listen.federation.is_empty());
+        assert!(!c.federation.tls_certificate_path.is_empty());
     }
 
     #[test]

@@ -9,8 +9,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::state::AppState;
@@ -27,6 +27,11 @@ pub struct Metrics {
     pub db_pool_size: IntGauge,
     pub db_pool_idle: IntGauge,
     pub sync_compute_seconds: HistogramVec,
+    pub federation_transactions: IntCounterVec,
+    pub federation_transaction_seconds: Histogram,
+    pub federation_pdus_sent: IntCounter,
+    pub federation_edus_sent: IntCounter,
+    pub federation_destinations_backing_off: IntGauge,
 }
 
 /// Database errors seen by request handlers. Process-wide because errors
@@ -86,6 +91,33 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["kind"],
         )?;
+        let federation_transactions = IntCounterVec::new(
+            Opts::new(
+                "federation_transactions_total",
+                "Outbound federation transactions: sent, refused by the destination \
+                 (dropped) or failed (retried after a back-off)",
+            ),
+            &["result"],
+        )?;
+        // Exported from the start, so that rates and alerts see zeroes.
+        for result in ["sent", "refused", "failed"] {
+            federation_transactions.with_label_values(&[result]);
+        }
+        let federation_transaction_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "federation_transaction_duration_seconds",
+                "Time to send an outbound federation transaction",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let federation_pdus_sent =
+            IntCounter::new("federation_pdus_sent_total", "Events sent to other servers")?;
+        let federation_edus_sent =
+            IntCounter::new("federation_edus_sent_total", "EDUs sent to other servers")?;
+        let federation_destinations_backing_off = IntGauge::new(
+            "federation_destinations_backing_off",
+            "Servers our transactions cannot reach now, waiting to retry",
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(sync_waiting.clone()))?;
@@ -96,6 +128,11 @@ impl Metrics {
         registry.register(Box::new(db_pool_idle.clone()))?;
         registry.register(Box::new(sync_compute_seconds.clone()))?;
         registry.register(Box::new(DATABASE_ERRORS.clone()))?;
+        registry.register(Box::new(federation_transactions.clone()))?;
+        registry.register(Box::new(federation_transaction_seconds.clone()))?;
+        registry.register(Box::new(federation_pdus_sent.clone()))?;
+        registry.register(Box::new(federation_edus_sent.clone()))?;
+        registry.register(Box::new(federation_destinations_backing_off.clone()))?;
         // CPU seconds, resident memory, open files of this process: what
         // operators size machines by.
         #[cfg(target_os = "linux")]
@@ -113,6 +150,11 @@ impl Metrics {
             db_pool_size,
             db_pool_idle,
             sync_compute_seconds,
+            federation_transactions,
+            federation_transaction_seconds,
+            federation_pdus_sent,
+            federation_edus_sent,
+            federation_destinations_backing_off,
         })
     }
 

@@ -49,6 +49,11 @@ pub fn lower_alnum(len: usize) -> String {
     from_alphabet(b"abcdefghijklmnopqrstuvwxyz0123456789", len)
 }
 
+/// A number in `[0, 1)`, for jitter.
+pub fn unit() -> f64 {
+    f64::from(u32::from_le_bytes(bytes::<4>())) / (f64::from(u32::MAX) + 1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,8 +52,13 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let db = Db::connect(&config.database_url(), config.database.max_connections).await?;
     db.migrate().await?;
     let metrics = Metrics::new()?;
-    let federation =
-        crate::federation::FederationService::new(&config, &server_name, &keys, db.clone())?;
+    let federation = crate::federation::FederationService::new(
+        &config,
+        &server_name,
+        &keys,
+        db.clone(),
+        &metrics,
+    )?;
     Ok(AppState::new(
         config,
         server_name,
@@ -105,21 +110,49 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             }
         });
     }
-    if !state.config().listen.federation.is_empty() {
-        serve_federation(&state).await?;
+    // One signal stops both listeners; each finishes the requests it has
+    // accepted (a federation transaction being processed is not cut off).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let federation = if state.config().listen.federation.is_empty() {
+        None
+    } else {
+        Some(serve_federation(&state, stopped()).await?)
+    };
+    // Events and to-device messages queued before a stop go out now.
+    if let Err(e) = state.federation().sender().resume().await {
+        tracing::error!(error = %e, "cannot resume federation delivery");
     }
     let router = crate::api::router(state);
-    axum::serve(
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let served = axum::serve(
         client,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(stopped())
     .await
-    .map_err(StartError::Serve)
+    .map_err(StartError::Serve);
+    if let Some(federation) = federation {
+        let _ = federation.await;
+    }
+    served
 }
 
-/// Starts the HTTPS federation listener (its certificate reloads itself, see [`crate::tls`]).
-async fn serve_federation(state: &AppState) -> Result<(), StartError> {
+/// Starts the HTTPS federation listener (its certificate reloads itself, see [`crate::tls`]);
+/// it stops accepting when `stop` completes, and the returned task ends when its
+/// connections are done.
+async fn serve_federation(
+    state: &AppState,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let fed = &state.config().federation;
     let addr: SocketAddr =
         state
@@ -143,12 +176,14 @@ async fn serve_federation(state: &AppState) -> Result<(), StartError> {
         .map_err(|source| StartError::Listen { addr, source })?;
     tracing::info!(%addr, "federation listener is up");
     let router = crate::api::federation::router(state.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(%e, "federation listener stopped");
         }
-    });
-    Ok(())
+    }))
 }
 
 async fn shutdown_signal() {

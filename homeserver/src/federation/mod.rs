@@ -1,10 +1,14 @@
 //! The homeserver's side of federation: one [`FederationService`] in the application state
-//! holds the outbound client (discovery, TLS, signed requests) and the key fetcher (other
-//! servers' signing keys, cached in memory and in `server_signing_keys`).
+//! holds the outbound client (discovery, TLS, signed requests), the key fetcher (other
+//! servers' signing keys, cached in memory and in `server_signing_keys`) and the
+//! [`Sender`] that delivers our events and EDUs to the servers in our rooms.
 
 pub mod acl;
+pub mod announce;
+pub mod backoff;
 pub mod keys;
 pub mod query;
+pub mod sender;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,8 +20,11 @@ use myelin_proto::signing::KeyPair;
 use ruma::{OwnedServerName, ServerName};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::storage::Db;
+use backoff::RetryPolicy;
 pub use keys::KeyFetcher;
+pub use sender::Sender;
 
 /// Why federation could not be set up from the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +37,8 @@ pub enum SetupError {
     TrustedKeyServer(String),
     #[error("federation: {0}")]
     Discovery(#[from] myelin_federation::discovery::DiscoveryError),
+    #[error("federation: no signing key")]
+    NoSigningKey,
 }
 
 /// Outbound federation: the client and the key fetcher. Cheap to clone.
@@ -41,6 +50,7 @@ pub struct FederationService {
 struct Inner {
     client: FederationClient,
     keys: KeyFetcher,
+    sender: Sender,
 }
 
 impl FederationService {
@@ -49,6 +59,7 @@ impl FederationService {
         server_name: &ServerName,
         keys: &[KeyPair],
         db: Db,
+        metrics: &Metrics,
     ) -> Result<Self, SetupError> {
         let fed = &config.federation;
         let mut discovery = DiscoveryConfig {
@@ -62,10 +73,7 @@ impl FederationService {
             discovery.dns = Some(nameservers(&fed.nameservers)?);
         }
         let resolver = Resolver::new(discovery)?;
-        let signing = keys.first().cloned().ok_or_else(|| SetupError::CaFile {
-            path: String::new(),
-            reason: "no signing key".to_owned(),
-        })?;
+        let signing = keys.first().cloned().ok_or(SetupError::NoSigningKey)?;
         let client = FederationClient::new(
             resolver,
             server_name.to_owned(),
@@ -80,11 +88,20 @@ impl FederationService {
                     .map_err(|_| SetupError::TrustedKeyServer(s.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let sender = Sender::new(
+            db.clone(),
+            client.clone(),
+            RetryPolicy::from_config(fed),
+            metrics.clone(),
+            // Others could not verify our transactions without our listener.
+            !config.listen.federation.is_empty(),
+        );
         let fetcher = KeyFetcher::new(db, client.clone(), server_name.to_owned(), keys, notaries);
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 keys: fetcher,
+                sender,
             }),
         })
     }
@@ -97,6 +114,11 @@ impl FederationService {
     /// Other servers' signing keys: request verification and key rings for events.
     pub fn keys(&self) -> &KeyFetcher {
         &self.inner.keys
+    }
+
+    /// Delivery of our events and EDUs to other servers.
+    pub fn sender(&self) -> &Sender {
+        &self.inner.sender
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod create;
 pub mod format;
+pub mod hosts;
 pub mod ingest;
 pub mod membership;
 pub mod pipeline;
@@ -32,11 +33,13 @@ use stream::StreamPositions;
 
 pub use pipeline::{EventSpec, RoomGuard, TxnKey};
 
-/// Per-room write locks, the timeline stream and the notifier.
+/// Per-room write locks, the timeline stream, the notifier and the servers
+/// in each room.
 pub struct RoomService {
     locks: Mutex<HashMap<OwnedRoomId, Arc<tokio::sync::Mutex<()>>>>,
     streams: OnceCell<StreamPositions>,
     notifier: Notifier,
+    hosts: hosts::RoomHosts,
 }
 
 impl RoomService {
@@ -45,7 +48,13 @@ impl RoomService {
             locks: Mutex::new(HashMap::new()),
             streams: OnceCell::new(),
             notifier,
+            hosts: hosts::RoomHosts::default(),
         }
+    }
+
+    /// Which servers are in each room (where events and EDUs go).
+    pub fn hosts(&self) -> &hosts::RoomHosts {
+        &self.hosts
     }
 
     /// Takes the write lock of a room; held until the guard drops.

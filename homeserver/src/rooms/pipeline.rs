@@ -8,14 +8,15 @@ use myelin_proto::auth::{self, PowerLevels};
 use myelin_proto::canonical_json::{self, Object, Value};
 use myelin_proto::pdu::{MAX_PREV_EVENTS, PduError};
 use myelin_proto::{Pdu, PduBuilder, RoomVersion};
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, ServerName, UserId};
 use tokio::sync::OwnedMutexGuard;
 
 use super::RoomService;
+use super::hosts::RoomHosts;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::storage::state::NewSnapshot;
-use crate::storage::{self, events, memberships, rooms, txn_ids};
+use crate::storage::{self, events, federation_outbox, memberships, rooms, txn_ids};
 
 /// What a client asks to send.
 #[derive(Debug, Clone)]
@@ -339,6 +340,15 @@ impl<'a> RoomGuard<'a> {
             Vec::new()
         };
 
+        // Our own timeline events go to the other servers in the room: the
+        // hosts as they are now, refreshed below if this event changes them.
+        let ours = pdu.sender().server_name() == state.server_name();
+        let hosts_before = if timeline && ours {
+            Some(self.service.hosts.get(db, pdu.room_id()).await?)
+        } else {
+            None
+        };
+
         let reservation = if timeline {
             Some(self.service.streams(db).await?.reserve())
         } else {
@@ -443,6 +453,20 @@ impl<'a> RoomGuard<'a> {
         if timeline {
             rooms::advance_extremities(&tx, room_id, event_id, &prev_events).await?;
         }
+        let fresh_hosts = if members_changed.is_empty() {
+            None
+        } else {
+            Some(RoomHosts::read_in(&tx, pdu.room_id()).await?)
+        };
+        let destinations = match (&hosts_before, stream) {
+            (Some(before), Some(stream)) => {
+                let hosts = fresh_hosts.as_ref().unwrap_or(before);
+                let destinations = destinations_of(pdu, hosts, state.server_name());
+                federation_outbox::enqueue(&tx, &destinations, stream, room_id).await?;
+                destinations
+            }
+            _ => Vec::new(),
+        };
         if let Some((user, t)) = write.txn {
             txn_ids::insert(
                 &tx,
@@ -460,6 +484,10 @@ impl<'a> RoomGuard<'a> {
         }
         tx.commit().await?;
         drop(reservation);
+        if fresh_hosts.is_some() {
+            self.service.hosts.installed(pdu.room_id(), fresh_hosts);
+        }
+        state.federation().sender().wake_all(&destinations);
 
         state.metrics().events_persisted.inc();
         if timeline {
@@ -474,6 +502,26 @@ impl<'a> RoomGuard<'a> {
         }
         Ok(stream)
     }
+}
+
+/// The servers one of our events goes to: every other server with a
+/// joined member after it, and the server of a member it removes (a
+/// leave, kick or ban), who is no longer joined but must learn of it.
+fn destinations_of(pdu: &Pdu, hosts: &[String], us: &ServerName) -> Vec<String> {
+    let mut out: Vec<String> = hosts
+        .iter()
+        .filter(|h| h.as_str() != us.as_str())
+        .cloned()
+        .collect();
+    if pdu.event_type() == "m.room.member"
+        && matches!(pdu.membership(), Some("leave" | "ban"))
+        && let Some((_, server)) = pdu.state_key().and_then(|k| k.split_once(':'))
+        && server != us.as_str()
+        && !out.iter().any(|h| h == server)
+    {
+        out.push(server.to_owned());
+    }
+    out
 }
 
 /// The redaction an event applies: its target (stored, in the room, not

@@ -9,7 +9,7 @@
 use sea_orm::DbErr;
 
 use super::{Db, Tx};
-use crate::storage::Sql as _;
+use crate::storage::Sql;
 
 #[derive(Debug, Clone)]
 pub struct MembershipRow {
@@ -102,6 +102,28 @@ pub async fn rooms_of_user(
     .iter()
     .map(row)
     .collect()
+}
+
+/// The servers of the room's joined members, sorted, each once: where the
+/// room's events go. Takes a transaction too, to see the memberships an
+/// event being written has just changed.
+pub async fn joined_servers(conn: &impl Sql, room_id: &str) -> Result<Vec<String>, DbErr> {
+    let rows = conn
+        .query_all(
+            "SELECT user_id FROM room_memberships WHERE room_id = $1 AND membership = 'join'",
+            [room_id.into()],
+        )
+        .await?;
+    let mut servers = std::collections::BTreeSet::new();
+    for r in &rows {
+        let user: String = r.try_get("", "user_id")?;
+        // Stored user IDs are valid: `@localpart:server`, the server after
+        // the first colon (it may carry a port).
+        if let Some((_, server)) = user.split_once(':') {
+            servers.insert(server.to_owned());
+        }
+    }
+    Ok(servers.into_iter().collect())
 }
 
 /// Every membership of a room (all values), by user.

@@ -213,24 +213,68 @@ pub async fn acknowledge(
     .await
 }
 
-/// Messages waiting for remote servers (for the federation sender).
-pub async fn outbox(db: &Db, destination: &str, limit: i64) -> Result<Vec<OutboxMessage>, DbErr> {
+/// One send's messages for one remote server, waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct QueuedToDevice {
+    pub stream_position: i64,
+    pub sender: String,
+    pub event_type: String,
+    pub message_id: String,
+    /// `{user: {device or "*": content}}`, as JSON text.
+    pub messages: String,
+}
+
+/// Messages waiting for `destination`, oldest first (for the federation
+/// sender, which deletes them with [`remove_sent`] once delivered).
+pub async fn outbox(db: &Db, destination: &str, limit: i64) -> Result<Vec<QueuedToDevice>, DbErr> {
     let rows = db
         .query_all(
-            "SELECT destination, message_id, messages FROM to_device_outbox \
-             WHERE destination = $1 ORDER BY stream_position LIMIT $2",
+            "SELECT stream_position, sender, event_type, message_id, messages \
+             FROM to_device_outbox WHERE destination = $1 \
+             ORDER BY stream_position LIMIT $2",
             [destination.into(), limit.into()],
         )
         .await?;
     rows.iter()
         .map(|r| {
-            Ok(OutboxMessage {
-                destination: r.try_get("", "destination")?,
+            Ok(QueuedToDevice {
+                stream_position: r.try_get("", "stream_position")?,
+                sender: r.try_get("", "sender")?,
+                event_type: r.try_get("", "event_type")?,
                 message_id: r.try_get("", "message_id")?,
                 messages: r.try_get("", "messages")?,
             })
         })
         .collect()
+}
+
+/// Forgets outbox messages `destination` has received.
+pub async fn remove_sent(db: &Db, destination: &str, positions: &[i64]) -> Result<(), DbErr> {
+    for chunk in positions.chunks(super::IN_CHUNK) {
+        let mut values: Vec<sea_orm::Value> = vec![destination.into()];
+        values.extend(chunk.iter().map(|p| sea_orm::Value::from(*p)));
+        db.execute(
+            &format!(
+                "DELETE FROM to_device_outbox WHERE destination = $1 AND stream_position IN ({})",
+                super::in_list(2, chunk.len())
+            ),
+            values,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Servers with outbox messages waiting (their sender resumes at start-up).
+pub async fn outbox_destinations(db: &Db) -> Result<Vec<String>, DbErr> {
+    db.query_all(
+        "SELECT DISTINCT destination FROM to_device_outbox",
+        Vec::<sea_orm::Value>::new(),
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get("", "destination"))
+    .collect()
 }
 
 #[cfg(test)]

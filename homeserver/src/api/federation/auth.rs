@@ -68,6 +68,8 @@ pub async fn require_x_matrix(State(state): State<AppState>, req: Request, next:
         tracing::info!(origin = %header.origin, key = %header.key, error = %e, "federation request refused");
         return unauthorized(e.to_string()).into_response();
     }
+    // A server that talks to us is up: end any back-off towards it.
+    state.federation().sender().on_inbound(&header.origin).await;
     parts.extensions.insert(Origin(header.origin));
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

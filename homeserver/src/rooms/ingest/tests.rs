@@ -207,11 +207,13 @@ impl Env {
             ),
         ]));
         let server_name = ServerName::parse("local.test").expect("name");
+        let metrics = Metrics::new().expect("metrics");
         let federation = crate::federation::FederationService::new(
             &config,
             &server_name,
             std::slice::from_ref(&local_key),
             db.clone(),
+            &metrics,
         )
         .expect("federation service");
         let state = AppState::new(
@@ -219,7 +221,7 @@ impl Env {
             server_name,
             db,
             vec![local_key],
-            Metrics::new().expect("metrics"),
+            metrics,
             federation,
         );
         let alice = OwnedUserId::try_from("@alice:local.test").expect("user");

@@ -128,5 +128,8 @@ pub async fn send(
     for user in &recipients {
         state.notifier().wake_user(user);
     }
+    for message in &outbox {
+        state.federation().sender().wake(&message.destination);
+    }
     Ok(RumaResponse(send_event_to_device::v3::Response::new()))
 }

@@ -61,6 +61,7 @@ struct ReceiptRequest<'a> {
 /// Stores a read receipt and wakes whoever sync shows it to: the room for
 /// a public receipt, only the user for a private one.
 async fn apply_receipt(state: &AppState, r: ReceiptRequest<'_>) -> Result<(), ApiError> {
+    let ts = crate::time::now_ms();
     let changed = receipts::set(
         state.db(),
         &receipts::NewReceipt {
@@ -70,7 +71,7 @@ async fn apply_receipt(state: &AppState, r: ReceiptRequest<'_>) -> Result<(), Ap
             thread_id: r.thread_id,
             event_id: r.event_id.as_str(),
             event_stream_ordering: r.event_position,
-            ts: crate::time::now_ms(),
+            ts,
         },
     )
     .await?;
@@ -79,6 +80,15 @@ async fn apply_receipt(state: &AppState, r: ReceiptRequest<'_>) -> Result<(), Ap
             state.notifier().wake_user(r.user);
         } else {
             state.notifier().wake_room(r.room);
+            crate::federation::announce::receipt(
+                state,
+                r.room,
+                r.user,
+                r.thread_id,
+                r.event_id.as_str(),
+                ts,
+            )
+            .await;
         }
     }
     Ok(())

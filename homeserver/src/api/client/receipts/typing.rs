@@ -20,14 +20,19 @@ pub async fn set_typing(
         ));
     }
     require_joined(&state, &req.room_id, &auth.user_id).await?;
-    match req.state {
+    let typing = match req.state {
         // The timeout is capped (at two minutes, as Synapse does) inside.
         create_typing_event::Typing::Yes(info) => {
             state
                 .typing()
                 .start(&req.room_id, &auth.user_id, info.timeout);
+            true
         }
-        create_typing_event::Typing::No => state.typing().stop(&req.room_id, &auth.user_id),
-    }
+        create_typing_event::Typing::No => {
+            state.typing().stop(&req.room_id, &auth.user_id);
+            false
+        }
+    };
+    crate::federation::announce::typing(&state, &req.room_id, &auth.user_id, typing).await;
     Ok(RumaResponse(create_typing_event::Response::new()))
 }
