@@ -2,7 +2,7 @@
 # Checks the monitoring kit with promtool: the scrape config, the alert rules
 # and their unit tests, and that every query of the Grafana dashboard is valid
 # PromQL. (That every metric they name exists is checked against a running
-# server by homeserver/tests/monitoring_kit.rs.)
+# server by homeserver/tests/it/monitoring_kit.rs.)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 work="$(mktemp -d)"
