@@ -195,9 +195,11 @@ pub async fn get_event(
     let db = state.db();
     let access = visibility::room_access(db, req.room_id.as_str(), auth.user_id.as_str()).await?;
     let not_found = || ApiError::not_found("Event not found");
+    // Only timeline events: outliers, soft-failed and rejected events
+    // received over federation are never shown to clients.
     let row = events::get(db, req.event_id.as_str())
         .await?
-        .filter(|r| r.room_id == req.room_id.as_str())
+        .filter(|r| r.room_id == req.room_id.as_str() && r.stream_ordering.is_some())
         .ok_or_else(not_found)?;
     let visible = visibility::filter_events(db, auth.user_id.as_str(), &access, vec![row]).await?;
     let events = format::client_events(db, Some(viewer(&auth)), &visible).await?;
