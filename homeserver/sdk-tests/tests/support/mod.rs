@@ -162,6 +162,24 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server's request counters (`endpoint`, `method`, `status`
+    /// labels) from its Prometheus metrics, one line each.
+    pub async fn request_counts(&self) -> Vec<String> {
+        let response = bounded(
+            "read /metrics",
+            matrix_sdk::reqwest::get(format!("{}/metrics", self.url())),
+        )
+        .await
+        .expect("GET /metrics");
+        let text = bounded("read /metrics", response.text())
+            .await
+            .expect("metrics body");
+        text.lines()
+            .filter(|l| l.starts_with("myelin_http_requests_total{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
     }
