@@ -63,6 +63,19 @@ fi
 echo "== tests"
 cargo test --workspace --locked
 
+# The matrix-sdk story (the SDK behind Element X) against the real binary.
+# It is its own workspace with its own lockfile (matrix-sdk brings its own
+# ruma, vodozemac and TLS stack), built in its own target directory so both
+# builds stay reusable. It runs the `myelin` binary that `cargo test` above
+# built for the server's own integration tests: a separate `cargo build`
+# would resolve features without the dev-dependencies and rebuild much of
+# the tree.
+echo "== matrix-sdk end-to-end test"
+export MYELIN_BIN="$CARGO_TARGET_DIR/debug/myelin"
+[ -x "$MYELIN_BIN" ] || cargo test -p myelin-homeserver --locked --no-run
+CARGO_TARGET_DIR="$CARGO_TARGET_DIR/sdk-tests" \
+  cargo test --locked --manifest-path homeserver/sdk-tests/Cargo.toml
+
 # Fuzz the parse/verify path for a bounded time (FUZZ_SECONDS per target;
 # 0 skips). cargo-fuzz needs nightly flags, which RUSTC_BOOTSTRAP allows on
 # the stable toolchain.
