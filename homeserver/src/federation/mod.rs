@@ -3,8 +3,12 @@
 //! servers' signing keys, cached in memory and in `server_signing_keys`).
 
 pub mod acl;
+pub mod edus;
 pub mod keys;
 pub mod query;
+pub mod remote_events;
+pub mod server_visibility;
+pub mod transaction;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -21,6 +21,7 @@ pub mod device_keys;
 pub mod device_lists;
 pub mod directory;
 pub mod events;
+pub mod federation_txns;
 pub mod filters;
 pub mod key_backup;
 pub mod memberships;

@@ -30,6 +30,8 @@ const REMOTE: &str = "remote.test";
 /// Keys of both servers.
 struct Keys(HashMap<(String, String), PublicKey>);
 
+impl super::KeySource for Keys {}
+
 impl KeyRing for Keys {
     fn key(&self, server: &ServerName, key_id: &str, _ts: i64) -> Option<PublicKey> {
         self.0
