@@ -177,7 +177,7 @@ async fn pdus(
         let permits = permits.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            room_pdus(&state, &origin, &room_id, pdus, &*keys, &*remote).await
+            room_pdus(&state, &origin, &room_id, pdus, &keys, &remote).await
         });
     }
     let mut failure = None;
