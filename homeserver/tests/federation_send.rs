@@ -4,8 +4,9 @@
 //! alpha's typing and to-device messages in `/sync`. A retransmitted
 //! transaction changes nothing; oversized transactions are refused; a
 //! forged event and an event alpha cannot speak for are errors in the
-//! answer and are not stored; once the room's ACL denies alpha, its PDUs
-//! and EDUs for the room are refused.
+//! answer and are not stored; alpha's read receipts and device list
+//! changes reach Bob's sync; once the room's ACL denies alpha, its PDUs and
+//! EDUs for the room are refused.
 
 mod common;
 
@@ -72,6 +73,16 @@ async fn beta_has(fed: &Federation, alpha: &ActAs, event_id: &str) -> bool {
         .await;
     assert!(status == 200 || status == 404, "{status} {body}");
     status == 200
+}
+
+fn strings_of(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn pdu_result<'a>(body: &'a Value, event_id: &str) -> &'a Value {
@@ -244,8 +255,18 @@ async fn remote_user_talks_in_a_local_room(backend: Backend) {
     let since = after["next_batch"].as_str().expect("token").to_owned();
 
     // The same to-device message again (same message_id, new
-    // transaction) is delivered once only.
-    let (status, _) = alpha.send_txn(&fed, beta, "t3", &[], &edus[3..]).await;
+    // transaction) is delivered once only. Alpha's user reads the hello
+    // and changes devices; a receipt alpha cannot speak for is ignored.
+    let receipt = |user: &str| {
+        json!({"edu_type": "m.receipt", "content": {room.as_str(): {"m.read": {user: {
+            "event_ids": [hello.event_id().to_string()], "data": {"ts": 1234},
+        }}}}})
+    };
+    let device_update = json!({"edu_type": "m.device_list_update", "content": {
+        "user_id": a, "device_id": "NEWDEVICE", "stream_id": 2, "prev_id": [1],
+    }});
+    let t3 = [edus[3].clone(), receipt(a), receipt(&bob_id), device_update];
+    let (status, _) = alpha.send_txn(&fed, beta, "t3", &[], &t3).await;
     assert_eq!(status, 200);
     let after = sync(&bob, Some(&since)).await;
     assert!(
@@ -254,6 +275,16 @@ async fn remote_user_talks_in_a_local_room(backend: Backend) {
             .is_none_or(|e| e.is_empty()),
         "{after}"
     );
+    let ephemeral = &after["rooms"]["join"][room.as_str()]["ephemeral"]["events"];
+    let receipt = ephemeral
+        .as_array()
+        .and_then(|list| list.iter().find(|e| e["type"] == "m.receipt"))
+        .unwrap_or_else(|| panic!("no receipt: {after}"));
+    let readers = &receipt["content"][hello.event_id().as_str()]["m.read"];
+    assert_eq!(readers[a]["ts"], 1234, "{after}");
+    assert!(readers.get(bob_id.as_str()).is_none(), "{after}");
+    let changed = strings_of(&after["device_lists"]["changed"]);
+    assert_eq!(changed, vec![a.to_owned()], "{after}");
     let since = after["next_batch"].as_str().expect("token").to_owned();
 
     // Bob's room denies alpha: its PDUs and EDUs for the room are refused.
