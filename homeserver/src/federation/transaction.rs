@@ -133,7 +133,6 @@ async fn pdus(
     // Grouped by room, in the order received.
     let mut by_room: Vec<(OwnedRoomId, Vec<Object>)> = Vec::new();
     let mut index: HashMap<OwnedRoomId, usize> = HashMap::new();
-    let mut needed = Vec::new();
     for pdu in raw {
         let Ok(obj) = canonical_json::parse_object(pdu.get().as_bytes()) else {
             tracing::info!(%origin, "PDU that is not a JSON object ignored");
@@ -149,16 +148,41 @@ async fn pdus(
             }
             continue;
         };
-        needed.extend(needed_keys(&obj));
         let i = *index.entry(room_id.clone()).or_insert_with(|| {
             by_room.push((room_id, Vec::new()));
             by_room.len() - 1
         });
         by_room[i].1.push(obj);
     }
-    if by_room.is_empty() {
+    // Rooms we do not know, or whose ACL denies the origin, are refused
+    // before anything else is done for their PDUs (no key is fetched).
+    let mut accepted = Vec::with_capacity(by_room.len());
+    for (room_id, pdus) in by_room {
+        let refusal = if rooms::get(state.db(), room_id.as_str()).await?.is_none() {
+            Some(format!("unknown room {room_id}"))
+        } else if !acl::allows(state, room_id.as_str(), origin).await? {
+            Some(format!(
+                "server {origin} is denied by the room's server ACL"
+            ))
+        } else {
+            None
+        };
+        match refusal {
+            Some(reason) => results.extend(
+                pdus.iter()
+                    .filter_map(guessed_id)
+                    .map(|id| (id, Err(reason.clone()))),
+            ),
+            None => accepted.push((room_id, pdus)),
+        }
+    }
+    if accepted.is_empty() {
         return Ok(results);
     }
+    let needed: Vec<_> = accepted
+        .iter()
+        .flat_map(|(_, pdus)| pdus.iter().flat_map(needed_keys))
+        .collect();
 
     let fetcher = state.federation().keys().clone();
     let ring = fetcher.keyring_for(&needed).await;
@@ -169,7 +193,7 @@ async fn pdus(
     ));
     let permits = Arc::new(Semaphore::new(ROOM_CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
-    for (room_id, pdus) in by_room {
+    for (room_id, pdus) in accepted {
         let state = state.clone();
         let origin = origin.to_owned();
         let keys = keys.clone();
@@ -194,8 +218,7 @@ async fn pdus(
     }
 }
 
-/// One room's PDUs: refused as a whole for an unknown room or one whose
-/// ACL denies the origin, else ingested under the room's lock.
+/// One room's PDUs, ingested under the room's lock.
 async fn room_pdus(
     state: &AppState,
     origin: &ServerName,
@@ -204,21 +227,6 @@ async fn room_pdus(
     keys: &GrowingKeyRing,
     remote: &FederationRemote,
 ) -> Result<Vec<(OwnedEventId, Result<(), String>)>, ApiError> {
-    let refuse = |pdus: Vec<Object>, reason: String| {
-        pdus.iter()
-            .filter_map(guessed_id)
-            .map(|id| (id, Err(reason.clone())))
-            .collect()
-    };
-    if rooms::get(state.db(), room_id.as_str()).await?.is_none() {
-        return Ok(refuse(pdus, format!("unknown room {room_id}")));
-    }
-    if !acl::allows(state, room_id.as_str(), origin).await? {
-        return Ok(refuse(
-            pdus,
-            format!("server {origin} is denied by the room's server ACL"),
-        ));
-    }
     let outcomes = state
         .rooms()
         .lock(room_id)
