@@ -17,6 +17,7 @@ pub mod events;
 pub mod keys;
 pub mod query;
 pub mod send;
+pub mod user_keys;
 pub mod version;
 
 pub use auth::Origin;
@@ -37,6 +38,9 @@ pub fn router(state: AppState) -> Router {
     signed = route::<f::query::get_room_information::v1::Request, _, _>(signed, query::directory);
     signed =
         route::<f::transactions::send_transaction_message::v1::Request, _, _>(signed, send::send);
+    signed = route::<f::device::get_devices::v1::Request, _, _>(signed, user_keys::devices);
+    signed = route::<f::keys::get_keys::v1::Request, _, _>(signed, user_keys::query);
+    signed = route::<f::keys::claim_keys::v1::Request, _, _>(signed, user_keys::claim);
     signed = route::<f::event::get_event::v1::Request, _, _>(signed, events::event);
     signed = route::<f::event::get_room_state::v1::Request, _, _>(signed, events::state);
     signed = route::<f::event::get_room_state_ids::v1::Request, _, _>(signed, events::state_ids);
