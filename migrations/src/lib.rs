@@ -14,6 +14,7 @@ mod m0006_e2ee;
 mod m0007_txn_id_scope;
 mod m0008_server_keys;
 mod m0010_dehydrated_devices;
+mod m0011_federation_txns;
 mod m0012_federation_outbox;
 
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_txn_id_scope::Migration),
             Box::new(m0008_server_keys::Migration),
             Box::new(m0010_dehydrated_devices::Migration),
+            Box::new(m0011_federation_txns::Migration),
             Box::new(m0012_federation_outbox::Migration),
         ]
     }

@@ -50,6 +50,13 @@ pub struct MemoryKeyRing {
     keys: HashMap<(OwnedServerName, String), TimedKey>,
 }
 
+impl MemoryKeyRing {
+    /// Adds the keys of `other` (a later lookup's answers).
+    pub fn extend(&mut self, other: MemoryKeyRing) {
+        self.keys.extend(other.keys);
+    }
+}
+
 impl KeyRing for MemoryKeyRing {
     fn key(&self, server: &ServerName, key_id: &str, origin_server_ts: i64) -> Option<PublicKey> {
         self.keys

@@ -6,9 +6,13 @@
 pub mod acl;
 pub mod announce;
 pub mod backoff;
+pub mod edus;
 pub mod keys;
 pub mod query;
+pub mod remote_events;
 pub mod sender;
+pub mod server_visibility;
+pub mod transaction;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -22,6 +22,7 @@ pub mod device_lists;
 pub mod directory;
 pub mod events;
 pub mod federation_outbox;
+pub mod federation_txns;
 pub mod filters;
 pub mod key_backup;
 pub mod memberships;

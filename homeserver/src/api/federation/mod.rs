@@ -13,8 +13,11 @@ use super::route;
 use crate::state::AppState;
 
 pub mod auth;
+pub mod events;
 pub mod keys;
 pub mod query;
+pub mod send;
+pub mod user_keys;
 pub mod version;
 
 pub use auth::Origin;
@@ -33,6 +36,21 @@ pub fn router(state: AppState) -> Router {
     let mut signed: Router<AppState> = Router::new();
     signed = route::<f::query::get_profile_information::v1::Request, _, _>(signed, query::profile);
     signed = route::<f::query::get_room_information::v1::Request, _, _>(signed, query::directory);
+    signed =
+        route::<f::transactions::send_transaction_message::v1::Request, _, _>(signed, send::send);
+    signed = route::<f::device::get_devices::v1::Request, _, _>(signed, user_keys::devices);
+    signed = route::<f::keys::get_keys::v1::Request, _, _>(signed, user_keys::query);
+    signed = route::<f::keys::claim_keys::v1::Request, _, _>(signed, user_keys::claim);
+    signed = route::<f::event::get_event::v1::Request, _, _>(signed, events::event);
+    signed = route::<f::event::get_room_state::v1::Request, _, _>(signed, events::state);
+    signed = route::<f::event::get_room_state_ids::v1::Request, _, _>(signed, events::state_ids);
+    signed = route::<f::authorization::get_event_authorization::v1::Request, _, _>(
+        signed,
+        events::event_auth,
+    );
+    signed = route::<f::backfill::get_backfill::v1::Request, _, _>(signed, events::backfill);
+    signed =
+        route::<f::event::get_missing_events::v1::Request, _, _>(signed, events::missing_events);
     let signed = signed.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_x_matrix,

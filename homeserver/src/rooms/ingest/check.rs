@@ -10,7 +10,7 @@ use myelin_proto::verify::{KeyRing, Verified, verify_pdus};
 use myelin_proto::{Pdu, RoomVersion};
 use ruma::RoomId;
 
-use super::Ingest;
+use super::{Ingest, KeySource};
 use crate::api::error::ApiError;
 use crate::rooms::pipeline::stored_pdu;
 use crate::storage::{events, state as state_store};
@@ -67,7 +67,7 @@ fn auth_keys(pdu: &Pdu) -> Vec<(String, String)> {
     keys
 }
 
-impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
+impl<K: KeySource> Ingest<'_, '_, K> {
     /// Step 4: the rules on the `auth_events` list and the auth rules
     /// against the state they form. Missing auth events are fetched first.
     /// `Err` carries the rejection reason.

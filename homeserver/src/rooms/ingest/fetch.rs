@@ -66,6 +66,17 @@ pub trait RemoteEvents: Send + Sync {
     ) -> BoxFuture<'a, Result<StateIds, RemoteError>>;
 }
 
+/// Where the pipeline finds the keys to verify events with. The keys of
+/// received PDUs are gathered before the call; events fetched on the way
+/// may be signed by other servers, so the ring may have to grow.
+pub trait KeySource: KeyRing + Sync {
+    /// Makes the keys that `pdus` need answer [`KeyRing::key`], fetching
+    /// what is missing. The default: the ring already knows every key.
+    fn prepare<'a>(&'a self, _pdus: &'a [Pdu]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
 /// `pdus` ordered so that each comes after those of its auth events that
 /// are among them. Events in an auth cycle come last (their auth events
 /// will be found missing, which rejects them).
@@ -95,7 +106,7 @@ fn auth_order(pdus: Vec<Pdu>) -> Vec<Pdu> {
     out
 }
 
-impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
+impl<K: KeySource> Ingest<'_, '_, K> {
     /// Fetches the events of `ids` we lack, checks them, and stores them
     /// as outliers (each auth-checked against its own auth events, which
     /// are fetched too). `Err` says why some could not be had.
@@ -135,6 +146,7 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
                 }
             }
             let mut next = Vec::new();
+            self.keys.prepare(&got).await;
             for checked in check::verify(got, self.keys) {
                 match checked {
                     Ok(pdu) => {
@@ -288,6 +300,7 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
             .filter_map(|obj| check::parse(self.version, self.room_id, obj).ok())
             .filter(|p| p.event_id() != pdu.event_id())
             .collect();
+        self.keys.prepare(&parsed).await;
         let mut checked: Vec<Pdu> = check::verify(parsed, self.keys)
             .into_iter()
             .filter_map(Result::ok)

@@ -59,7 +59,6 @@ mod tests;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use myelin_proto::canonical_json::{Object, Value};
-use myelin_proto::verify::KeyRing;
 use myelin_proto::{Pdu, RoomVersion};
 use ruma::{RoomId, ServerName};
 
@@ -69,7 +68,7 @@ use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::storage::{events, rooms};
 
-pub use fetch::{BoxFuture, RemoteError, RemoteEvents, StateIds};
+pub use fetch::{BoxFuture, KeySource, RemoteError, RemoteEvents, StateIds};
 
 /// Most PDUs handled per call (the spec's limit per transaction).
 pub const MAX_PDUS_PER_CALL: usize = 50;
@@ -118,7 +117,7 @@ struct Ingest<'a, 'g, K> {
     fetched: AtomicUsize,
 }
 
-impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
+impl<K: KeySource> Ingest<'_, '_, K> {
     /// Takes `n` from the call's fetch budget, or says it is spent.
     fn charge(&self, n: usize) -> Result<(), String> {
         let before = self.fetched.fetch_add(n, Ordering::Relaxed);
@@ -149,11 +148,12 @@ impl RoomGuard<'_> {
     /// Processes PDUs of this room received from `origin` (see the module
     /// docs); returns each PDU's event ID (best effort for malformed ones)
     /// with its outcome, in the order given. `keys` must know the keys of
-    /// every server whose events may be checked, fetched ones included.
+    /// the servers that signed `pdus`; events fetched on the way may be
+    /// signed by others, whose keys [`KeySource::prepare`] gets first.
     /// `remote` fetches what is missing (normally from `origin`). An `Err`
     /// is a local failure (database); events processed before it stay
     /// stored.
-    pub async fn ingest<K: KeyRing + Sync>(
+    pub async fn ingest<K: KeySource>(
         &self,
         state: &AppState,
         origin: &ServerName,
@@ -234,7 +234,7 @@ impl RoomGuard<'_> {
     }
 }
 
-impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
+impl<K: KeySource> Ingest<'_, '_, K> {
     /// Steps 4 to 6 for one parsed, verified event.
     async fn process(&self, pdu: Pdu, fetch: Fetch) -> Result<Outcome, ApiError> {
         let db = self.state.db();

@@ -5,10 +5,10 @@
 use myelin_proto::Pdu;
 use myelin_proto::auth::PowerLevels;
 use myelin_proto::state_res::StateMap;
-use myelin_proto::verify::KeyRing;
 use ruma::OwnedEventId;
 
 use super::Ingest;
+use super::KeySource;
 use super::check::AuthState;
 use super::state_at::{StateAt, current_map, differing_keys, load_map, plan_snapshot, resolve};
 use crate::api::error::ApiError;
@@ -18,7 +18,7 @@ use crate::rooms::pipeline::{
 use crate::storage::state::{self as state_store, NewSnapshot};
 use crate::storage::{events, rooms};
 
-impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
+impl<K: KeySource> Ingest<'_, '_, K> {
     fn write_of<'p>(
         &self,
         pdu: &'p Pdu,

@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use myelin_proto::state_res::{self, EventSource, StateMap};
-use myelin_proto::verify::KeyRing;
 use myelin_proto::{Pdu, RoomVersion};
 use ruma::{EventId, OwnedEventId};
 
+use super::KeySource;
 use super::{Fetch, Ingest, MAX_AUTH_CHAIN};
 use crate::api::error::ApiError;
 use crate::rooms::pipeline::stored_pdu;
@@ -182,7 +182,7 @@ pub(super) async fn plan_snapshot(
     Ok((plan, own_key))
 }
 
-impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
+impl<K: KeySource> Ingest<'_, '_, K> {
     /// The state before `pdu` if every prev event is stored with a state
     /// (no fetching); used to place events rejected at step 4.
     pub(super) async fn state_before_known(&self, pdu: &Pdu) -> Result<Option<StateAt>, ApiError> {

@@ -30,6 +30,8 @@ const REMOTE: &str = "remote.test";
 /// Keys of both servers.
 struct Keys(HashMap<(String, String), PublicKey>);
 
+impl super::KeySource for Keys {}
+
 impl KeyRing for Keys {
     fn key(&self, server: &ServerName, key_id: &str, _ts: i64) -> Option<PublicKey> {
         self.0
@@ -902,6 +904,106 @@ async fn an_oversized_batch_is_cut_at_the_limit() {
                 .all(|(_, o)| matches!(o, Outcome::Dropped(r) if r.contains("limit")))
         );
         assert!(env.remote.calls().is_empty());
+    })
+    .await;
+}
+
+/// A key ring that learns the keys of servers it lacks from `directory`
+/// when the pipeline asks for them ([`super::KeySource::prepare`]), as the
+/// federation ring fetches them.
+struct LearningKeys {
+    known: Mutex<HashMap<(String, String), PublicKey>>,
+    directory: HashMap<(String, String), PublicKey>,
+    asked: Mutex<Vec<String>>,
+}
+
+impl KeyRing for LearningKeys {
+    fn key(&self, server: &ServerName, key_id: &str, _ts: i64) -> Option<PublicKey> {
+        self.known
+            .lock()
+            .expect("lock")
+            .get(&(server.to_string(), key_id.to_owned()))
+            .copied()
+    }
+}
+
+impl super::KeySource for LearningKeys {
+    fn prepare<'a>(&'a self, pdus: &'a [Pdu]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for pdu in pdus {
+                for server in pdu.required_signers() {
+                    self.asked.lock().expect("lock").push(server.to_string());
+                    for ((s, k), key) in &self.directory {
+                        if *s == server.as_str() {
+                            self.known
+                                .lock()
+                                .expect("lock")
+                                .insert((s.clone(), k.clone()), *key);
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A missing prev event sent by a third server's user is verified with
+/// that server's key, which the ring is asked to get first: it is then
+/// processed (rejected here: Carol never joined), not dropped, and the
+/// event citing it is accepted.
+#[tokio::test]
+async fn fetched_events_of_a_third_server_get_their_keys() {
+    on_each_backend(|env| async move {
+        let join = env.join_bob().await;
+        let third_key = KeyPair::from_seed("1", &[3; 32]).expect("key");
+        let carol = OwnedUserId::try_from("@carol:third.test").expect("user");
+        let current = env.current().await;
+        let theirs = env
+            .event_with(
+                &third_key,
+                &carol,
+                "m.room.message",
+                None,
+                json!({ "msgtype": "m.text", "body": "from a third server" }),
+                &[join.event_id().to_owned()],
+                &current,
+                crate::time::now_ms(),
+            )
+            .await;
+        env.remote.add(&theirs);
+        let m = env.message(&[theirs.event_id().to_owned()], "after").await;
+        env.remote.add(&m);
+        let keys = LearningKeys {
+            known: Mutex::new(env.keys.0.clone()),
+            directory: HashMap::from([(
+                ("third.test".to_owned(), third_key.key_id().to_owned()),
+                third_key.public_key(),
+            )]),
+            asked: Mutex::new(Vec::new()),
+        };
+        let outcome = env
+            .state
+            .rooms()
+            .lock(&env.room)
+            .await
+            .ingest(
+                &env.state,
+                &ServerName::parse(REMOTE).expect("name"),
+                vec![m.json().clone()],
+                &keys,
+                &env.remote,
+            )
+            .await
+            .expect("ingest");
+        assert_eq!(outcome[0].1, Outcome::Accepted);
+        assert!(
+            keys.asked
+                .lock()
+                .expect("lock")
+                .contains(&"third.test".to_owned())
+        );
+        let status = env.status(&theirs).await.expect("fetched and stored");
+        assert!(status.rejected_reason.is_some(), "{status:?}");
     })
     .await;
 }

@@ -364,3 +364,215 @@ impl Drop for Federation {
         }
     }
 }
+
+/// A test playing one server of a [`Federation`] towards another: it signs requests and
+/// builds PDUs with that server's real signing key (read from its data directory), so the
+/// receiver fetches the key from the real server.
+pub struct ActAs {
+    pub name: String,
+    pub key: myelin_proto::signing::KeyPair,
+}
+
+impl ActAs {
+    pub fn new(server: &FedServer) -> Self {
+        let text = std::fs::read_to_string(server.data_dir.join("signing.key")).expect("key file");
+        let key = myelin_proto::signing::parse_key_file(&text)
+            .expect("key")
+            .remove(0);
+        Self {
+            name: server.name.clone(),
+            key,
+        }
+    }
+
+    /// Sends a request signed as this server (X-Matrix over the JSON body) to `to`.
+    pub async fn request(
+        &self,
+        fed: &Federation,
+        to: &FedServer,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
+        let header = myelin_federation::request_auth::sign_request(
+            &self.key,
+            <&ruma::ServerName>::try_from(self.name.as_str()).expect("name"),
+            <&ruma::ServerName>::try_from(to.name.as_str()).expect("name"),
+            myelin_federation::request_auth::SignedRequest {
+                method,
+                uri,
+                body: bytes.as_deref().unwrap_or(b""),
+            },
+        )
+        .expect("sign");
+        let header = header.to_str().expect("ascii").to_owned();
+        fed.request(to, method, uri, &[("authorization", header)], bytes)
+            .await
+    }
+
+    /// `PUT /send/{txn_id}` to `to` with these PDUs and EDUs.
+    pub async fn send_txn(
+        &self,
+        fed: &Federation,
+        to: &FedServer,
+        txn_id: &str,
+        pdus: &[Value],
+        edus: &[Value],
+    ) -> (u16, Value) {
+        let body = serde_json::json!({
+            "origin": self.name,
+            "origin_server_ts": now_ms(),
+            "pdus": pdus,
+            "edus": edus,
+        });
+        let uri = format!("/_matrix/federation/v1/send/{txn_id}");
+        self.request(fed, to, "PUT", &uri, Some(&body)).await
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A room on another server as a test sees it through the client API, to build PDUs that
+/// fit it: its version and the IDs of its current state events.
+pub struct RoomView {
+    pub room_id: String,
+    pub version: myelin_proto::RoomVersion,
+    pub state: std::collections::HashMap<(String, String), String>,
+}
+
+impl RoomView {
+    /// Reads the room's current state with a member's client.
+    pub async fn read(client: &super::Client, room_id: &str) -> Self {
+        let (status, events) = client
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/state",
+                super::enc(room_id)
+            ))
+            .await;
+        assert_eq!(status, 200, "{events}");
+        let mut state = std::collections::HashMap::new();
+        let mut version = myelin_proto::RoomVersion::DEFAULT;
+        for e in events.as_array().expect("state list") {
+            let t = e["type"].as_str().expect("type").to_owned();
+            let k = e["state_key"].as_str().expect("state_key").to_owned();
+            if t == "m.room.create" {
+                let v = e["content"]["room_version"].as_str().unwrap_or("1");
+                version = v.parse().expect("known room version");
+            }
+            state.insert((t, k), e["event_id"].as_str().expect("id").to_owned());
+        }
+        Self {
+            room_id: room_id.to_owned(),
+            version,
+            state,
+        }
+    }
+
+    /// An event signed by `actor`, sent by `sender`, citing the auth events the room's
+    /// state (as read, plus what the test added) selects for it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn event(
+        &self,
+        actor: &ActAs,
+        sender: &str,
+        event_type: &str,
+        state_key: Option<&str>,
+        content: Value,
+        prevs: &[String],
+        depth: i64,
+    ) -> myelin_proto::Pdu {
+        let content = myelin_proto::canonical_json::parse_object(content.to_string().as_bytes())
+            .expect("object");
+        let sender = ruma::OwnedUserId::try_from(sender).expect("user");
+        let room_id = ruma::OwnedRoomId::try_from(self.room_id.as_str()).expect("room");
+        let mut auth: Vec<ruma::OwnedEventId> = myelin_proto::auth::auth_types_for_event(
+            self.version.rules(),
+            event_type,
+            &sender,
+            state_key,
+            &content,
+        )
+        .iter()
+        .filter_map(|k| self.state.get(k))
+        .map(|id| ruma::OwnedEventId::try_from(id.as_str()).expect("id"))
+        .collect();
+        auth.sort();
+        auth.dedup();
+        let mut builder =
+            myelin_proto::PduBuilder::new(event_type, state_key, content, &sender, Some(&room_id));
+        builder.prev_events = prevs
+            .iter()
+            .map(|p| ruma::OwnedEventId::try_from(p.as_str()).expect("id"))
+            .collect();
+        builder.auth_events = auth;
+        builder.depth = depth;
+        builder.origin_server_ts = now_ms();
+        builder
+            .build(self.version, &actor.name, &actor.key)
+            .expect("build event")
+    }
+}
+
+/// A PDU as JSON for a transaction body.
+pub fn pdu_json(pdu: &myelin_proto::Pdu) -> Value {
+    serde_json::from_slice(&pdu.to_canonical_bytes()).expect("json")
+}
+
+/// The newest event of a room, as a member's client sees it.
+pub async fn latest_event(client: &super::Client, room: &str) -> String {
+    let (status, body) = client
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1",
+            super::enc(room)
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["chunk"][0]["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_owned()
+}
+
+/// Joins `user` (a user of `actor`'s server) to `room` on `to` by sending the join in a
+/// transaction, as joins over federation would leave it. `member` is a local member's
+/// client on `to`. Returns the room as seen after the join, and the join.
+pub async fn join_via_send(
+    fed: &Federation,
+    to: &FedServer,
+    actor: &ActAs,
+    member: &super::Client,
+    room: &str,
+    user: &str,
+) -> (RoomView, myelin_proto::Pdu) {
+    let mut view = RoomView::read(member, room).await;
+    let prev = latest_event(member, room).await;
+    let join = view.event(
+        actor,
+        user,
+        "m.room.member",
+        Some(user),
+        serde_json::json!({"membership": "join"}),
+        &[prev],
+        50,
+    );
+    let txn = format!("join-{}", join.event_id());
+    let (status, body) = actor.send_txn(fed, to, &txn, &[pdu_json(&join)], &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["pdus"][join.event_id().as_str()],
+        serde_json::json!({}),
+        "{body}\n{}",
+        to.log()
+    );
+    view.state.insert(
+        ("m.room.member".into(), user.into()),
+        join.event_id().to_string(),
+    );
+    (view, join)
+}

@@ -1,0 +1,333 @@
+//! Alpha's user joins Bob's public room on beta and talks in it, through
+//! beta's `PUT /send` (the test plays alpha with alpha's real signing key;
+//! beta fetches that key from alpha). Bob sees the join, the messages,
+//! alpha's typing and to-device messages in `/sync`. A retransmitted
+//! transaction changes nothing; oversized transactions are refused; a
+//! forged event and an event alpha cannot speak for are errors in the
+//! answer and are not stored; alpha's read receipts and device list
+//! changes reach Bob's sync; once the room's ACL denies alpha, its PDUs and
+//! EDUs for the room are refused.
+
+use crate::common::federation::{ActAs, Federation, RoomView, pdu_json};
+use crate::common::{Backend, Client, create_user, enc};
+use myelin_proto::signing::KeyPair;
+use serde_json::{Value, json};
+
+const V3: &str = "/_matrix/client/v3";
+
+async fn sync(client: &Client, since: Option<&str>) -> Value {
+    let path = match since {
+        Some(s) => format!("{V3}/sync?timeout=0&since={}", enc(s)),
+        None => format!("{V3}/sync?timeout=0"),
+    };
+    let (status, body) = client.get(&path).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn timeline_ids(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn typing_users(sync: &Value, room: &str) -> Option<Vec<String>> {
+    sync["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()?
+        .iter()
+        .find(|e| e["type"] == "m.typing")
+        .map(|e| {
+            e["content"]["user_ids"]
+                .as_array()
+                .expect("user_ids")
+                .iter()
+                .map(|u| u.as_str().expect("user id").to_owned())
+                .collect()
+        })
+}
+
+async fn latest_event(client: &Client, room: &str) -> String {
+    let (status, body) = client
+        .get(&format!("{V3}/rooms/{}/messages?dir=b&limit=1", enc(room)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["chunk"][0]["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_owned()
+}
+
+/// Whether beta holds the event (alpha, in the room, asks for it).
+async fn beta_has(fed: &Federation, alpha: &ActAs, event_id: &str) -> bool {
+    let uri = format!("/_matrix/federation/v1/event/{}", enc(event_id));
+    let (status, body) = alpha
+        .request(fed, &fed["beta.test"], "GET", &uri, None)
+        .await;
+    assert!(status == 200 || status == 404, "{status} {body}");
+    status == 200
+}
+
+fn strings_of(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pdu_result<'a>(body: &'a Value, event_id: &str) -> &'a Value {
+    &body["pdus"][event_id]
+}
+
+async fn remote_user_talks_in_a_local_room(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let beta = &fed["beta.test"];
+    let alpha = ActAs::new(&fed["alpha.test"]);
+    let (bob_id, bob_token) = create_user(beta, "bob").await;
+    let bob = beta.client().with_token(&bob_token);
+    let (status, body) = bob
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({"preset": "public_chat"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = body["room_id"].as_str().expect("room id").to_owned();
+    let before = sync(&bob, None).await;
+    let since = before["next_batch"].as_str().expect("token").to_owned();
+
+    // The join and a message, in one transaction.
+    let mut view = RoomView::read(&bob, &room).await;
+    let a = "@a:alpha.test";
+    let prev = latest_event(&bob, &room).await;
+    let join = view.event(
+        &alpha,
+        a,
+        "m.room.member",
+        Some(a),
+        json!({"membership": "join"}),
+        &[prev],
+        50,
+    );
+    view.state.insert(
+        ("m.room.member".into(), a.into()),
+        join.event_id().to_string(),
+    );
+    let hello = view.event(
+        &alpha,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "hello from alpha"}),
+        &[join.event_id().to_string()],
+        51,
+    );
+    let (status, body) = alpha
+        .send_txn(&fed, beta, "t1", &[pdu_json(&join), pdu_json(&hello)], &[])
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", beta.log());
+    assert_eq!(
+        pdu_result(&body, join.event_id().as_str()),
+        &json!({}),
+        "{body}"
+    );
+    assert_eq!(
+        pdu_result(&body, hello.event_id().as_str()),
+        &json!({}),
+        "{body}"
+    );
+
+    let after = sync(&bob, Some(&since)).await;
+    let ids = timeline_ids(&after, &room);
+    assert_eq!(
+        ids,
+        vec![join.event_id().to_string(), hello.event_id().to_string()],
+        "{after}"
+    );
+    let events = &after["rooms"]["join"][room.as_str()]["timeline"]["events"];
+    assert_eq!(events[1]["sender"], a);
+    assert_eq!(events[1]["content"]["body"], "hello from alpha");
+    let since = after["next_batch"].as_str().expect("token").to_owned();
+
+    // A retransmission of t1, even with other content, is answered as
+    // before and processes nothing.
+    let sneaky = view.event(
+        &alpha,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "smuggled"}),
+        &[hello.event_id().to_string()],
+        52,
+    );
+    let (status, replay) = alpha
+        .send_txn(&fed, beta, "t1", &[pdu_json(&sneaky)], &[])
+        .await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay, body, "the stored answer");
+    assert!(!beta_has(&fed, &alpha, sneaky.event_id().as_str()).await);
+
+    // Oversized transactions are refused whole.
+    let many: Vec<Value> = (0..51).map(|_| pdu_json(&sneaky)).collect();
+    let (status, body) = alpha.send_txn(&fed, beta, "big1", &many, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errcode"], "M_BAD_JSON");
+    let edus: Vec<Value> = (0..101)
+        .map(|_| json!({"edu_type": "m.presence", "content": {"push": []}}))
+        .collect();
+    let (status, body) = alpha.send_txn(&fed, beta, "big2", &[], &edus).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errcode"], "M_BAD_JSON");
+    assert!(!beta_has(&fed, &alpha, sneaky.event_id().as_str()).await);
+
+    // A forged signature (alpha's key ID, another key) and an event alpha
+    // cannot speak for (Bob's, signed by alpha) are errors, not stored.
+    let stranger = ActAs {
+        name: alpha.name.clone(),
+        key: KeyPair::from_seed(alpha.key.version(), &[42u8; 32]).expect("key"),
+    };
+    let forged = view.event(
+        &stranger,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "forged"}),
+        &[hello.event_id().to_string()],
+        52,
+    );
+    let impostor = view.event(
+        &alpha,
+        &bob_id,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "I am bob"}),
+        &[hello.event_id().to_string()],
+        52,
+    );
+    // Alpha's user starts typing and sends Bob a to-device message; a
+    // typing notice for a beta user and a malformed EDU are ignored.
+    let edus = vec![
+        json!({"edu_type": "m.typing", "content": {"room_id": room, "user_id": a, "typing": true}}),
+        json!({"edu_type": "m.typing", "content": {"room_id": room, "user_id": bob_id, "typing": true}}),
+        json!({"edu_type": "m.typing", "content": {"nonsense": 1}}),
+        json!({"edu_type": "m.direct_to_device", "content": {
+            "sender": a, "type": "m.test.ping", "message_id": "m1",
+            "messages": {bob_id.as_str(): {"*": {"n": 1}}},
+        }}),
+    ];
+    let (status, body) = alpha
+        .send_txn(
+            &fed,
+            beta,
+            "t2",
+            &[pdu_json(&forged), pdu_json(&impostor)],
+            &edus,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", beta.log());
+    for bad in [&forged, &impostor] {
+        let result = pdu_result(&body, bad.event_id().as_str());
+        assert!(result["error"].is_string(), "{body}");
+        assert!(!beta_has(&fed, &alpha, bad.event_id().as_str()).await);
+    }
+    let after = sync(&bob, Some(&since)).await;
+    assert!(timeline_ids(&after, &room).is_empty(), "{after}");
+    assert_eq!(
+        typing_users(&after, &room),
+        Some(vec![a.to_owned()]),
+        "{after}"
+    );
+    let to_device = after["to_device"]["events"].as_array().expect("to_device");
+    assert_eq!(to_device.len(), 1, "{after}");
+    assert_eq!(to_device[0]["sender"], a);
+    assert_eq!(to_device[0]["type"], "m.test.ping");
+    assert_eq!(to_device[0]["content"], json!({"n": 1}));
+    let since = after["next_batch"].as_str().expect("token").to_owned();
+
+    // The same to-device message again (same message_id, new
+    // transaction) is delivered once only. Alpha's user reads the hello
+    // and changes devices; a receipt alpha cannot speak for is ignored.
+    let receipt = |user: &str| {
+        json!({"edu_type": "m.receipt", "content": {room.as_str(): {"m.read": {user: {
+            "event_ids": [hello.event_id().to_string()], "data": {"ts": 1234},
+        }}}}})
+    };
+    let device_update = json!({"edu_type": "m.device_list_update", "content": {
+        "user_id": a, "device_id": "NEWDEVICE", "stream_id": 2, "prev_id": [1],
+    }});
+    let t3 = [edus[3].clone(), receipt(a), receipt(&bob_id), device_update];
+    let (status, _) = alpha.send_txn(&fed, beta, "t3", &[], &t3).await;
+    assert_eq!(status, 200);
+    let after = sync(&bob, Some(&since)).await;
+    assert!(
+        after["to_device"]["events"]
+            .as_array()
+            .is_none_or(|e| e.is_empty()),
+        "{after}"
+    );
+    let ephemeral = &after["rooms"]["join"][room.as_str()]["ephemeral"]["events"];
+    let receipt = ephemeral
+        .as_array()
+        .and_then(|list| list.iter().find(|e| e["type"] == "m.receipt"))
+        .unwrap_or_else(|| panic!("no receipt: {after}"));
+    let readers = &receipt["content"][hello.event_id().as_str()]["m.read"];
+    assert_eq!(readers[a]["ts"], 1234, "{after}");
+    assert!(readers.get(bob_id.as_str()).is_none(), "{after}");
+    let changed = strings_of(&after["device_lists"]["changed"]);
+    assert_eq!(changed, vec![a.to_owned()], "{after}");
+    let since = after["next_batch"].as_str().expect("token").to_owned();
+
+    // Bob's room denies alpha: its PDUs and EDUs for the room are refused.
+    let (status, body) = bob
+        .put(
+            &format!("{V3}/rooms/{}/state/m.room.server_acl/", enc(&room)),
+            &json!({"allow": ["*"], "deny": ["alpha.test"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let acl_id = body["event_id"].as_str().expect("id").to_owned();
+    let denied = view.event(
+        &alpha,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "after the ACL"}),
+        &[acl_id],
+        60,
+    );
+    let stop = json!({"edu_type": "m.typing", "content": {"room_id": room, "user_id": a, "typing": false}});
+    let (status, body) = alpha
+        .send_txn(&fed, beta, "t4", &[pdu_json(&denied)], &[stop])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let result = pdu_result(&body, denied.event_id().as_str());
+    assert!(
+        result["error"].as_str().is_some_and(|e| e.contains("ACL")),
+        "{body}"
+    );
+    let after = sync(&bob, Some(&since)).await;
+    let ids = timeline_ids(&after, &room);
+    assert!(!ids.contains(&denied.event_id().to_string()), "{after}");
+    // The stop was refused: Alpha's user is still shown typing.
+    assert_eq!(
+        typing_users(&after, &room),
+        None,
+        "no typing change: {after}"
+    );
+    let full = sync(&bob, None).await;
+    assert_eq!(
+        typing_users(&full, &room),
+        Some(vec![a.to_owned()]),
+        "{full}"
+    );
+}
+
+backend_tests!(remote_user_talks_in_a_local_room);
