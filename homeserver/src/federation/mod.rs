@@ -3,7 +3,11 @@
 //! servers' signing keys, cached in memory and in `server_signing_keys`).
 
 pub mod acl;
+pub mod invite;
+pub mod join;
 pub mod keys;
+pub mod knock;
+pub mod leave;
 pub mod query;
 
 use std::net::SocketAddr;

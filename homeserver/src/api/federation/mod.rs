@@ -14,6 +14,7 @@ use crate::state::AppState;
 
 pub mod auth;
 pub mod keys;
+pub mod membership;
 pub mod query;
 pub mod version;
 
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     let mut signed: Router<AppState> = Router::new();
     signed = route::<f::query::get_profile_information::v1::Request, _, _>(signed, query::profile);
     signed = route::<f::query::get_room_information::v1::Request, _, _>(signed, query::directory);
+    signed = membership::routes(signed);
     let signed = signed.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_x_matrix,
