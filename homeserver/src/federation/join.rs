@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use http::StatusCode;
 use myelin_federation::client::ClientError;
+use myelin_federation::discovery::DiscoveryError;
 use myelin_proto::canonical_json::{self, Object, Value};
 use myelin_proto::pdu::parse_event_id;
 use myelin_proto::signing::signatures_of;
@@ -132,6 +133,15 @@ pub fn bad_answer(server: &ServerName, why: impl std::fmt::Display) -> ApiError 
 /// anything else is a 502.
 pub fn remote_failure(server: &ServerName, e: &ClientError) -> ApiError {
     tracing::info!(%server, error = %e, "membership request failed");
+    // A server name that does not resolve names no server: nothing to
+    // join there (as for queries).
+    if let ClientError::Discovery {
+        source: DiscoveryError::Dns(_) | DiscoveryError::InvalidServerName(_),
+        ..
+    } = e
+    {
+        return ApiError::not_found(format!("{server} does not exist"));
+    }
     match (e.remote_status(), e.errcode()) {
         (Some(StatusCode::FORBIDDEN), _) => {
             ApiError::forbidden(format!("{server} refused: {e}"))

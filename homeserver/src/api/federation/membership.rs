@@ -382,9 +382,28 @@ pub async fn send_join(
     let version = pdu.room_version();
     let db = state.db();
     let roots: Vec<&str> = state_ids.iter().map(String::as_str).collect();
-    let mut chain = events::auth_chain_ids(db, &roots, MAX_AUTH_CHAIN)
+    // The auth chain: the state's auth events and theirs, state events
+    // among them included (the joining server checks each event against
+    // its auth events from this list).
+    let mut chain: Vec<String> = Vec::new();
+    for chunk in roots.chunks(storage::IN_CHUNK) {
+        for row in events::get_many(db, chunk).await? {
+            for id in stored_pdu(version, &row.json)?.auth_events() {
+                if !chain.iter().any(|c| c == id.as_str()) {
+                    chain.push(id.to_string());
+                }
+            }
+        }
+    }
+    let direct: Vec<&str> = chain.iter().map(String::as_str).collect();
+    let deeper = events::auth_chain_ids(db, &direct, MAX_AUTH_CHAIN)
         .await?
         .ok_or_else(|| ApiError::internal("auth chain", "too large to send"))?;
+    for id in deeper {
+        if !chain.contains(&id) {
+            chain.push(id);
+        }
+    }
     // v12 events do not list the create event; the joining server needs it.
     if version.rules().room_id_from_create_event
         && let Some(create) =
