@@ -26,9 +26,7 @@ async fn create_room(client: &Client, body: Value) -> String {
 
 /// The event IDs of the room's current state as `client` sees it.
 async fn state_ids(client: &Client, room: &str) -> BTreeSet<String> {
-    let (status, resp) = client
-        .get(&format!("{V3}/rooms/{}/state", enc(room)))
-        .await;
+    let (status, resp) = client.get(&format!("{V3}/rooms/{}/state", enc(room))).await;
     assert_eq!(status, 200, "{resp}");
     resp.as_array()
         .expect("state array")
@@ -39,9 +37,7 @@ async fn state_ids(client: &Client, room: &str) -> BTreeSet<String> {
 
 /// The member event of `user` in the room's current state.
 async fn member_event(client: &Client, room: &str, user: &str) -> Value {
-    let (status, resp) = client
-        .get(&format!("{V3}/rooms/{}/state", enc(room)))
-        .await;
+    let (status, resp) = client.get(&format!("{V3}/rooms/{}/state", enc(room))).await;
     assert_eq!(status, 200, "{resp}");
     resp.as_array()
         .expect("state array")
@@ -89,7 +85,10 @@ async fn join_and_compare(
     let on_beta = state_ids(bob, room).await;
     assert_eq!(on_alpha, on_beta, "alpha and beta disagree on the state");
     let beta_members = joined_members(bob, room).await;
-    assert!(beta_members.contains("@alice:alpha.test"), "{beta_members:?}");
+    assert!(
+        beta_members.contains("@alice:alpha.test"),
+        "{beta_members:?}"
+    );
     assert!(beta_members.contains("@bob:beta.test"));
     assert_eq!(joined_members(alice, room).await, beta_members);
 
@@ -312,6 +311,90 @@ async fn invite_a_user_of_another_server(backend: Backend) {
     assert!(sync["rooms"]["invite"].get(&other).is_none(), "{sync}");
 }
 
+async fn knock_on_a_room_of_another_server(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let (alpha, beta) = (&fed["alpha.test"], &fed["beta.test"]);
+    let (_, alice_token) = create_user(alpha, "alice").await;
+    let (_, bob_token) = create_user(beta, "bob").await;
+    let alice = alpha.client().with_token(&alice_token);
+    let bob = beta.client().with_token(&bob_token);
+
+    let room = create_room(
+        &bob,
+        json!({"preset": "private_chat", "name": "Knock knock", "initial_state": [
+            {"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]}),
+    )
+    .await;
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/knock/{}?server_name=beta.test", enc(&room)),
+            &json!({"reason": "let me in"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", alpha.log());
+    assert_eq!(resp["room_id"], room.as_str());
+    let knock = member_event(&bob, &room, "@alice:alpha.test").await;
+    assert_eq!(knock["content"]["membership"], "knock", "{knock}");
+    assert_eq!(knock["content"]["reason"], "let me in");
+    let sync = initial_sync(&alice).await;
+    let knocked = &sync["rooms"]["knock"][&room]["knock_state"]["events"];
+    assert!(
+        knocked
+            .as_array()
+            .unwrap_or_else(|| panic!("{sync}"))
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "knock"),
+        "{knocked}"
+    );
+
+    // Bob lets her in by inviting her; she joins through beta.
+    let (status, resp) = bob
+        .post(
+            &format!("{V3}/rooms/{}/invite", enc(&room)),
+            &json!({"user_id": "@alice:alpha.test"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    join_and_compare(&alice, &bob, &room, None).await;
+}
+
+async fn join_a_restricted_room_of_another_server(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let (alpha, beta) = (&fed["alpha.test"], &fed["beta.test"]);
+    let (_, alice_token) = create_user(alpha, "alice").await;
+    let (_, bob_token) = create_user(beta, "bob").await;
+    let alice = alpha.client().with_token(&alice_token);
+    let bob = beta.client().with_token(&bob_token);
+
+    let space = create_room(&bob, json!({"preset": "public_chat", "name": "Space"})).await;
+    let room = create_room(
+        &bob,
+        json!({"preset": "private_chat", "name": "Members only", "initial_state": [
+            {"type": "m.room.join_rules", "content": {"join_rule": "restricted",
+             "allow": [{"type": "m.room_membership", "room_id": space}]}}]}),
+    )
+    .await;
+    // Not in the space yet: beta cannot let her in.
+    assert_error(
+        &alice
+            .post(
+                &format!("{V3}/join/{}?server_name=beta.test", enc(&room)),
+                &json!({}),
+            )
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    join_and_compare(&alice, &bob, &space, Some("beta.test")).await;
+    // A member of the space: Bob's server authorises the join and signs it.
+    join_and_compare(&alice, &bob, &room, Some("beta.test")).await;
+    let join = member_event(&bob, &room, "@alice:alpha.test").await;
+    assert_eq!(
+        join["content"]["join_authorised_via_users_server"], "@bob:beta.test",
+        "{join}"
+    );
+}
+
 fn object(v: &Value) -> Object {
     match canonical_json::from_json(v.clone()).expect("canonical JSON") {
         CValue::Object(o) => o,
@@ -330,7 +413,11 @@ fn fill_template(
     key: &myelin_proto::signing::KeyPair,
     origin: &str,
 ) -> Value {
-    let room_id: OwnedRoomId = template["room_id"].as_str().expect("room_id").try_into().expect("room");
+    let room_id: OwnedRoomId = template["room_id"]
+        .as_str()
+        .expect("room_id")
+        .try_into()
+        .expect("room");
     let user_id: OwnedUserId = user.try_into().expect("user");
     let ids = |field: &str| -> Vec<OwnedEventId> {
         template[field]
@@ -365,31 +452,32 @@ async fn hostile_joins_are_refused(backend: Backend) {
     let (alpha, beta) = (&fed["alpha.test"], &fed["beta.test"]);
     let (_, bob_token) = create_user(beta, "bob").await;
     let bob = beta.client().with_token(&bob_token);
-    let room = create_room(
-        &bob,
-        json!({"preset": "public_chat", "room_version": "11"}),
-    )
-    .await;
+    let room = create_room(&bob, json!({"preset": "public_chat", "room_version": "11"})).await;
     let alpha_key = signing_key(alpha);
     let eve = "@eve:alpha.test";
     let make_join = |user: &str, ver: &str| {
-        format!(
-            "{FED}/v1/make_join/{}/{}?ver={ver}",
-            enc(&room),
-            enc(user)
-        )
+        format!("{FED}/v1/make_join/{}/{}?ver={ver}", enc(&room), enc(user))
     };
-    let send_join = |room: &str, event_id: &str| {
-        format!("{FED}/v2/send_join/{}/{}", enc(room), enc(event_id))
-    };
+    let send_join =
+        |room: &str, event_id: &str| format!("{FED}/v2/send_join/{}/{}", enc(room), enc(event_id));
     let before = state_ids(&bob, &room).await;
 
     // Templates: only for the origin's own users, in a version the origin speaks, of a room
     // beta is in.
     let (status, body) = fed
-        .signed_request(alpha, beta, "GET", &make_join("@mallory:gamma.test", "11"), None)
+        .signed_request(
+            alpha,
+            beta,
+            "GET",
+            &make_join("@mallory:gamma.test", "11"),
+            None,
+        )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
     let (status, body) = fed
         .signed_request(alpha, beta, "GET", &make_join(eve, "1"), None)
         .await;
@@ -406,7 +494,11 @@ async fn hostile_joins_are_refused(backend: Backend) {
             None,
         )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (404, Some("M_NOT_FOUND")), "{body}");
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{body}"
+    );
 
     let (status, body) = fed
         .signed_request(alpha, beta, "GET", &make_join(eve, "11"), None)
@@ -420,11 +512,26 @@ async fn hostile_joins_are_refused(backend: Backend) {
     let join_id = event_id_of(&join);
 
     // The event ID in the path must be the event's.
-    let other_id = event_id_of(&fill_template(template, "@eve2:alpha.test", &alpha_key, "alpha.test"));
+    let other_id = event_id_of(&fill_template(
+        template,
+        "@eve2:alpha.test",
+        &alpha_key,
+        "alpha.test",
+    ));
     let (status, body) = fed
-        .signed_request(alpha, beta, "PUT", &send_join(&room, &other_id), Some(&join))
+        .signed_request(
+            alpha,
+            beta,
+            "PUT",
+            &send_join(&room, &other_id),
+            Some(&join),
+        )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (400, Some("M_BAD_JSON")), "{body}");
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_BAD_JSON")),
+        "{body}"
+    );
 
     // A join of another server's user, signed by alpha.
     let mallory = fill_template(
@@ -436,7 +543,13 @@ async fn hostile_joins_are_refused(backend: Backend) {
         "alpha.test",
     );
     let (status, body) = fed
-        .signed_request(alpha, beta, "PUT", &send_join(&room, &event_id_of(&mallory)), Some(&mallory))
+        .signed_request(
+            alpha,
+            beta,
+            "PUT",
+            &send_join(&room, &event_id_of(&mallory)),
+            Some(&mallory),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
 
@@ -448,15 +561,59 @@ async fn hostile_joins_are_refused(backend: Backend) {
     .expect("key");
     let forged = fill_template(template, eve, &forger, "alpha.test");
     let (status, body) = fed
-        .signed_request(alpha, beta, "PUT", &send_join(&room, &event_id_of(&forged)), Some(&forged))
+        .signed_request(
+            alpha,
+            beta,
+            "PUT",
+            &send_join(&room, &event_id_of(&forged)),
+            Some(&forged),
+        )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{body}"
+    );
 
     // A room beta does not know.
     let (status, body) = fed
-        .signed_request(alpha, beta, "PUT", &send_join(unknown, &join_id), Some(&join))
+        .signed_request(
+            alpha,
+            beta,
+            "PUT",
+            &send_join(unknown, &join_id),
+            Some(&join),
+        )
         .await;
-    assert_eq!((status, body["errcode"].as_str()), (404, Some("M_NOT_FOUND")), "{body}");
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{body}"
+    );
+
+    // An invite in a room version alpha does not speak.
+    let (status, body) = fed
+        .signed_request(
+            beta,
+            alpha,
+            "PUT",
+            &format!("{FED}/v2/invite/{}/{}", enc(&room), enc(&join_id)),
+            Some(&json!({"room_version": "1", "event": join, "invite_room_state": []})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errcode"], "M_INCOMPATIBLE_ROOM_VERSION");
+    // A member event that is not an invite.
+    let (status, body) = fed
+        .signed_request(
+            beta,
+            alpha,
+            "PUT",
+            &format!("{FED}/v2/invite/{}/{}", enc(&room), enc(&join_id)),
+            Some(&json!({"room_version": "11", "event": join, "invite_room_state": []})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
 
     // Nothing of it changed the room.
     assert_eq!(state_ids(&bob, &room).await, before);
@@ -490,4 +647,6 @@ backend_tests!(
     join_a_version_12_room,
     invite_a_user_of_another_server,
     hostile_joins_are_refused,
+    knock_on_a_room_of_another_server,
+    join_a_restricted_room_of_another_server,
 );

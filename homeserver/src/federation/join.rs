@@ -24,7 +24,8 @@ use crate::rooms::profile;
 use crate::state::AppState;
 
 /// The room versions we can join (the versions `proto` implements).
-pub const SUPPORTED_VERSIONS: [RoomVersion; 3] = [RoomVersion::V10, RoomVersion::V11, RoomVersion::V12];
+pub const SUPPORTED_VERSIONS: [RoomVersion; 3] =
+    [RoomVersion::V10, RoomVersion::V11, RoomVersion::V12];
 
 /// Largest template answer read (`make_*`, a single event).
 const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
@@ -143,16 +144,12 @@ pub fn remote_failure(server: &ServerName, e: &ClientError) -> ApiError {
         return ApiError::not_found(format!("{server} does not exist"));
     }
     match (e.remote_status(), e.errcode()) {
-        (Some(StatusCode::FORBIDDEN), _) => {
-            ApiError::forbidden(format!("{server} refused: {e}"))
-        }
-        (Some(StatusCode::BAD_REQUEST), Some("M_INCOMPATIBLE_ROOM_VERSION")) => {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorKind::Unknown,
-                format!("{server} offers only room versions we do not support"),
-            )
-        }
+        (Some(StatusCode::FORBIDDEN), _) => ApiError::forbidden(format!("{server} refused: {e}")),
+        (Some(StatusCode::BAD_REQUEST), Some("M_INCOMPATIBLE_ROOM_VERSION")) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::Unknown,
+            format!("{server} offers only room versions we do not support"),
+        ),
         (Some(StatusCode::NOT_FOUND), _) => ApiError::not_found(format!("{server}: {e}")),
         _ => ApiError::new(
             StatusCode::BAD_GATEWAY,

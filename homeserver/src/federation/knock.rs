@@ -7,8 +7,8 @@ use ruma::{OwnedServerName, RoomId, ServerName, UserId};
 
 use super::invite::store_member_event;
 use super::join::{
-    bad_answer, candidates, event_from_template, incompatible, member_content, object_of,
-    raw_pdu, remote_failure, supported, supported_version_ids,
+    bad_answer, candidates, event_from_template, incompatible, member_content, object_of, raw_pdu,
+    remote_failure, supported, supported_version_ids,
 };
 use crate::api::error::ApiError;
 use crate::state::AppState;
@@ -45,15 +45,14 @@ async fn knock_through(
     reason: Option<&str>,
 ) -> Result<(), ApiError> {
     let client = state.federation().client();
-    let mut request =
-        make_knock::Request::new(room_id.to_owned(), user_id.to_owned());
+    let mut request = make_knock::Request::new(room_id.to_owned(), user_id.to_owned());
     request.ver = supported_version_ids();
     let answer = client
         .send_with_limit(server, request, MAX_TEMPLATE_BYTES)
         .await
         .map_err(|e| remote_failure(server, &e))?;
-    let version =
-        supported(&answer.room_version).ok_or_else(|| incompatible(answer.room_version.as_str()))?;
+    let version = supported(&answer.room_version)
+        .ok_or_else(|| incompatible(answer.room_version.as_str()))?;
     let template = object_of(&answer.event).map_err(|e| bad_answer(server, e))?;
     let content = member_content(state, user_id, "knock", reason).await?;
     let pdu = event_from_template(state, version, room_id, user_id, &template, content)

@@ -9,8 +9,8 @@ use ruma::{OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 
 use super::invite::store_member_event;
 use super::join::{
-    bad_answer, candidates, event_from_template, incompatible, member_content, object_of,
-    raw_pdu, remote_failure, supported,
+    bad_answer, candidates, event_from_template, incompatible, member_content, object_of, raw_pdu,
+    remote_failure, supported,
 };
 use crate::api::error::ApiError;
 use crate::state::AppState;

@@ -100,7 +100,10 @@ async fn authorising_user(
         return Ok(None);
     }
     let current = memberships::get(db, room_id.as_str(), user_id.as_str()).await?;
-    if matches!(current.as_deref_membership(), Some("join" | "invite")) {
+    if matches!(
+        current.as_ref().map(|m| m.membership.as_str()),
+        Some("join" | "invite")
+    ) {
         return Ok(None);
     }
     let mut allowed = false;
@@ -135,16 +138,6 @@ async fn authorising_user(
         ruma::api::error::ErrorKind::UnableToGrantJoin,
         "No user of this server can authorise the join",
     ))
-}
-
-trait MembershipOf {
-    fn as_deref_membership(&self) -> Option<&str>;
-}
-
-impl MembershipOf for Option<memberships::MembershipRow> {
-    fn as_deref_membership(&self) -> Option<&str> {
-        self.as_ref().map(|m| m.membership.as_str())
-    }
 }
 
 /// `make_*`: the member event `user_id` would send with `membership`,
@@ -248,7 +241,9 @@ async fn accept(
     match verify_pdu(&pdu, &keys) {
         Ok(Verified::All) => {}
         Ok(Verified::SignaturesOnly) => {
-            return Err(ApiError::bad_json("The event's content hash does not match"));
+            return Err(ApiError::bad_json(
+                "The event's content hash does not match",
+            ));
         }
         Err(e) => {
             return Err(ApiError::forbidden(format!("Signature check failed: {e}")));
@@ -280,7 +275,9 @@ async fn accept(
         .await?;
     match outcome.into_iter().next().map(|(_, o)| o) {
         Some(Outcome::Accepted) => Ok((pdu, state_before)),
-        Some(other) => Err(ApiError::forbidden(format!("Event not accepted: {other:?}"))),
+        Some(other) => Err(ApiError::forbidden(format!(
+            "Event not accepted: {other:?}"
+        ))),
         None => Err(ApiError::internal("ingest", "no outcome")),
     }
 }
@@ -544,7 +541,9 @@ pub async fn invite(
     match verify_pdu(&pdu, &keys) {
         Ok(Verified::All) => {}
         Ok(Verified::SignaturesOnly) => {
-            return Err(ApiError::bad_json("The event's content hash does not match"));
+            return Err(ApiError::bad_json(
+                "The event's content hash does not match",
+            ));
         }
         Err(e) => return Err(ApiError::forbidden(format!("Signature check failed: {e}"))),
     }

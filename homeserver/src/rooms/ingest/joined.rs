@@ -123,7 +123,9 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
         for checked in check::verify(unique.into_values().collect(), self.keys) {
             match checked {
                 Ok(pdu) => verified.push(pdu),
-                Err(reason) => tracing::info!(room_id = %self.room_id, %reason, "state event dropped"),
+                Err(reason) => {
+                    tracing::info!(room_id = %self.room_id, %reason, "state event dropped")
+                }
             }
         }
 
@@ -223,12 +225,7 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
 
     /// Writes `map` as a snapshot and our member event on it, as the
     /// room's only forward extremity, with the current state following.
-    async fn store_entered(
-        &self,
-        pdu: &Pdu,
-        create: &Pdu,
-        map: &StateMap,
-    ) -> Result<(), ApiError> {
+    async fn store_entered(&self, pdu: &Pdu, create: &Pdu, map: &StateMap) -> Result<(), ApiError> {
         let db = self.state.db();
         let room_id = self.room_id.as_str();
         let room = rooms::get(db, room_id).await?;

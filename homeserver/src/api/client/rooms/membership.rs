@@ -17,7 +17,9 @@ use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, UserId};
 use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
-use crate::federation::{invite as fed_invite, join as fed_join, knock as fed_knock, leave as fed_leave};
+use crate::federation::{
+    invite as fed_invite, join as fed_join, knock as fed_knock, leave as fed_leave,
+};
 use crate::rooms::membership::{membership_of, set_membership};
 use crate::rooms::profile;
 use crate::state::AppState;
