@@ -10,7 +10,7 @@ use myelin_federation::client::ClientError;
 use myelin_federation::discovery::DiscoveryError;
 use myelin_proto::canonical_json::{self, Object, Value};
 use myelin_proto::pdu::parse_event_id;
-use myelin_proto::signing::signatures_of;
+use myelin_proto::signing::{KeyPair, signatures_of};
 use myelin_proto::{Pdu, PduBuilder, RoomVersion};
 use ruma::api::error::{ErrorKind, IncompatibleRoomVersionErrorData};
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
@@ -165,7 +165,8 @@ pub fn remote_failure(server: &ServerName, e: &ClientError) -> ApiError {
 /// the `join_authorised_via_users_server` the resident chose (restricted
 /// rooms).
 pub fn event_from_template(
-    state: &AppState,
+    origin: &ServerName,
+    key: &KeyPair,
     version: RoomVersion,
     room_id: &RoomId,
     user_id: &UserId,
@@ -230,7 +231,7 @@ pub fn event_from_template(
     builder.depth = depth;
     builder.origin_server_ts = crate::time::now_ms();
     builder
-        .build(version, state.server_name().as_str(), state.signing_key())
+        .build(version, origin.as_str(), key)
         .map_err(|e| e.to_string())
 }
 
@@ -312,8 +313,16 @@ async fn join_through(
     let version = supported(&version_id).ok_or_else(|| incompatible(version_id.as_str()))?;
     let template = object_of(&answer.event).map_err(|e| bad_answer(server, e))?;
     let content = member_content(state, user_id, "join", reason).await?;
-    let ours = event_from_template(state, version, room_id, user_id, &template, content)
-        .map_err(|e| bad_answer(server, e))?;
+    let ours = event_from_template(
+        state.server_name(),
+        state.signing_key(),
+        version,
+        room_id,
+        user_id,
+        &template,
+        content,
+    )
+    .map_err(|e| bad_answer(server, e))?;
 
     let request = create_join_event::v2::Request::new(
         room_id.to_owned(),
@@ -360,4 +369,140 @@ async fn join_through(
         .enter_room(state, version, room_state, &keys)
         .await?
         .map_err(|e| bad_answer(server, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use myelin_proto::canonical_json::{Object, Value};
+    use myelin_proto::signing::KeyPair;
+    use myelin_proto::{PduBuilder, RoomVersion};
+    use ruma::{owned_room_id, owned_user_id, server_name};
+
+    use super::{event_from_template, template_of};
+
+    fn content(membership: &str) -> Object {
+        let mut c = Object::new();
+        c.insert("membership".into(), Value::from(membership));
+        c
+    }
+
+    /// A template as a resident server would offer it.
+    fn template(user: &str, room: &str, membership: &str, extra: Option<(&str, &str)>) -> Object {
+        let key = KeyPair::from_seed("r", &[3; 32]).expect("key");
+        let mut c = content(membership);
+        if let Some((k, v)) = extra {
+            c.insert(k.into(), Value::from(v));
+        }
+        let user = ruma::UserId::parse(user).expect("user");
+        let room = ruma::RoomId::parse(room).expect("room");
+        let mut b = PduBuilder::new("m.room.member", Some(user.as_str()), c, &user, Some(&room));
+        b.prev_events = vec![
+            "$aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                .try_into()
+                .expect("id"),
+        ];
+        b.auth_events = vec![
+            "$bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+                .try_into()
+                .expect("id"),
+        ];
+        b.depth = 7;
+        let pdu = b.build(RoomVersion::V11, "beta.test", &key).expect("pdu");
+        template_of(&pdu)
+    }
+
+    #[test]
+    fn our_event_takes_only_the_graph_from_the_template() {
+        let key = KeyPair::from_seed("a", &[1; 32]).expect("key");
+        let user = owned_user_id!("@alice:alpha.test");
+        let room = owned_room_id!("!r:beta.test");
+        let t = template(
+            user.as_str(),
+            room.as_str(),
+            "join",
+            Some(("join_authorised_via_users_server", "@bob:beta.test")),
+        );
+        assert!(!t.contains_key("signatures") && !t.contains_key("hashes"));
+        let mut ours = content("join");
+        ours.insert("displayname".into(), Value::from("Alice"));
+        let pdu = event_from_template(
+            server_name!("alpha.test"),
+            &key,
+            RoomVersion::V11,
+            &room,
+            &user,
+            &t,
+            ours,
+        )
+        .expect("event");
+        assert_eq!(pdu.depth(), 7);
+        assert_eq!(pdu.prev_events()[0].as_str().as_bytes()[1], b'a');
+        assert_eq!(pdu.auth_events()[0].as_str().as_bytes()[1], b'b');
+        assert_eq!(
+            pdu.content().get("displayname").and_then(Value::as_str),
+            Some("Alice")
+        );
+        assert_eq!(
+            pdu.content()
+                .get("join_authorised_via_users_server")
+                .and_then(Value::as_str),
+            Some("@bob:beta.test")
+        );
+        assert!(pdu.has_signature_from(server_name!("alpha.test")));
+        assert!(!pdu.has_signature_from(server_name!("beta.test")));
+    }
+
+    #[test]
+    fn templates_for_something_else_are_refused() {
+        let key = KeyPair::from_seed("a", &[1; 32]).expect("key");
+        let user = owned_user_id!("@alice:alpha.test");
+        let room = owned_room_id!("!r:beta.test");
+        let build = |t: &Object, membership: &str| {
+            event_from_template(
+                server_name!("alpha.test"),
+                &key,
+                RoomVersion::V11,
+                &room,
+                &user,
+                t,
+                content(membership),
+            )
+        };
+        // Another user's event, another room, another membership.
+        assert!(
+            build(
+                &template("@eve:alpha.test", room.as_str(), "join", None),
+                "join"
+            )
+            .is_err()
+        );
+        assert!(
+            build(
+                &template(user.as_str(), "!other:beta.test", "join", None),
+                "join"
+            )
+            .is_err()
+        );
+        assert!(
+            build(
+                &template(user.as_str(), room.as_str(), "leave", None),
+                "join"
+            )
+            .is_err()
+        );
+        // Without its graph fields.
+        let mut t = template(user.as_str(), room.as_str(), "join", None);
+        t.remove("prev_events");
+        assert!(build(&t, "join").is_err());
+        let mut t = template(user.as_str(), room.as_str(), "join", None);
+        t.insert("depth".into(), Value::from("7"));
+        assert!(build(&t, "join").is_err());
+        assert!(
+            build(
+                &template(user.as_str(), room.as_str(), "join", None),
+                "join"
+            )
+            .is_ok()
+        );
+    }
 }

@@ -55,8 +55,16 @@ async fn knock_through(
         .ok_or_else(|| incompatible(answer.room_version.as_str()))?;
     let template = object_of(&answer.event).map_err(|e| bad_answer(server, e))?;
     let content = member_content(state, user_id, "knock", reason).await?;
-    let pdu = event_from_template(state, version, room_id, user_id, &template, content)
-        .map_err(|e| bad_answer(server, e))?;
+    let pdu = event_from_template(
+        state.server_name(),
+        state.signing_key(),
+        version,
+        room_id,
+        user_id,
+        &template,
+        content,
+    )
+    .map_err(|e| bad_answer(server, e))?;
     let request = send_knock::Request::new(
         room_id.to_owned(),
         pdu.event_id().to_owned(),

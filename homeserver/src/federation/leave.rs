@@ -84,8 +84,16 @@ async fn leave_through(
         supported(&version_id).ok_or_else(|| incompatible(version_id.as_str()))?;
     let template = object_of(&answer.event).map_err(|e| bad_answer(server, e))?;
     let content = member_content(state, user_id, "leave", reason).await?;
-    let pdu = event_from_template(state, version, room_id, user_id, &template, content)
-        .map_err(|e| bad_answer(server, e))?;
+    let pdu = event_from_template(
+        state.server_name(),
+        state.signing_key(),
+        version,
+        room_id,
+        user_id,
+        &template,
+        content,
+    )
+    .map_err(|e| bad_answer(server, e))?;
     let request = create_leave_event::v2::Request::new(
         room_id.to_owned(),
         pdu.event_id().to_owned(),

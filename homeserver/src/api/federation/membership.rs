@@ -504,6 +504,15 @@ pub async fn invite(
     acl::check(&state, req.room_id.as_str(), &origin).await?;
     let version = crate::federation::join::supported(&req.room_version)
         .ok_or_else(|| incompatible(req.room_version.as_str()))?;
+    // A room we hold is of the version we know.
+    if let Some(room) = rooms::get(state.db(), req.room_id.as_str()).await?
+        && room.room_version != version.as_str()
+    {
+        return Err(ApiError::bad_json(format!(
+            "The room is of version {}",
+            room.room_version
+        )));
+    }
     let obj = object_of(&req.event).map_err(ApiError::bad_json)?;
     let pdu = Pdu::from_object(version, obj).map_err(|e| ApiError::bad_json(e.to_string()))?;
     pdu.expect_room(&req.room_id)
