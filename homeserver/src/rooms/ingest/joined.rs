@@ -274,3 +274,295 @@ impl<K: KeyRing + Sync> Ingest<'_, '_, K> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use myelin_proto::canonical_json::{Object, parse_object};
+    use myelin_proto::signing::{KeyPair, PublicKey};
+    use myelin_proto::verify::KeyRing;
+    use myelin_proto::{Pdu, PduBuilder, RoomVersion};
+    use ruma::{OwnedRoomId, OwnedUserId, ServerName};
+
+    use super::RoomStateAnswer;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::state::AppState;
+    use crate::storage::{self, events, memberships, rooms};
+
+    struct Keys(HashMap<String, PublicKey>);
+
+    impl KeyRing for Keys {
+        fn key(&self, server: &ServerName, _key_id: &str, _ts: i64) -> Option<PublicKey> {
+            self.0.get(server.as_str()).copied()
+        }
+    }
+
+    /// A room of `remote.test` (v12) as its resident would answer a join
+    /// of `@alice:local.test`, whose server signs her join.
+    struct Room {
+        remote_key: KeyPair,
+        local_key: KeyPair,
+        create: Pdu,
+        state: Vec<Pdu>,
+        join: Pdu,
+    }
+
+    fn content(v: serde_json::Value) -> Object {
+        parse_object(v.to_string().as_bytes()).expect("object")
+    }
+
+    fn user(s: &str) -> OwnedUserId {
+        OwnedUserId::try_from(s).expect("user")
+    }
+
+    /// One event of the test room (the arguments are its fields).
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        key: &KeyPair,
+        room: Option<&OwnedRoomId>,
+        sender: &str,
+        event_type: &str,
+        state_key: &str,
+        c: serde_json::Value,
+        prev: &[&Pdu],
+        auth: &[&Pdu],
+    ) -> Pdu {
+        let sender = user(sender);
+        let mut b = PduBuilder::new(
+            event_type,
+            Some(state_key),
+            content(c),
+            &sender,
+            room.map(|r| &**r),
+        );
+        b.prev_events = prev.iter().map(|p| p.event_id().to_owned()).collect();
+        b.auth_events = auth.iter().map(|p| p.event_id().to_owned()).collect();
+        b.depth = prev.iter().map(|p| p.depth()).max().unwrap_or(0) + 1;
+        b.origin_server_ts = 1;
+        b.build(RoomVersion::V12, sender.server_name().as_str(), key)
+            .expect("build")
+    }
+
+    impl Room {
+        fn new(create_version: &str) -> Self {
+            let remote_key = KeyPair::from_seed("1", &[2; 32]).expect("key");
+            let local_key = KeyPair::from_seed("1", &[1; 32]).expect("key");
+            let bob = "@bob:remote.test";
+            let create = build(
+                &remote_key,
+                None,
+                bob,
+                "m.room.create",
+                "",
+                serde_json::json!({"room_version": create_version}),
+                &[],
+                &[],
+            );
+            let room = create.room_id().to_owned();
+            let member = build(
+                &remote_key,
+                Some(&room),
+                bob,
+                "m.room.member",
+                bob,
+                serde_json::json!({"membership": "join"}),
+                &[&create],
+                &[],
+            );
+            let power = build(
+                &remote_key,
+                Some(&room),
+                bob,
+                "m.room.power_levels",
+                "",
+                serde_json::json!({"users": {}}),
+                &[&member],
+                &[&member],
+            );
+            let rules = build(
+                &remote_key,
+                Some(&room),
+                bob,
+                "m.room.join_rules",
+                "",
+                serde_json::json!({"join_rule": "public"}),
+                &[&power],
+                &[&member, &power],
+            );
+            let alice = "@alice:local.test";
+            let join = build(
+                &local_key,
+                Some(&room),
+                alice,
+                "m.room.member",
+                alice,
+                serde_json::json!({"membership": "join"}),
+                &[&rules],
+                &[&power, &rules],
+            );
+            Self {
+                remote_key,
+                local_key,
+                state: vec![create.clone(), member, power, rules],
+                create,
+                join,
+            }
+        }
+
+        fn keys(&self) -> Keys {
+            Keys(HashMap::from([
+                ("remote.test".to_owned(), self.remote_key.public_key()),
+                ("local.test".to_owned(), self.local_key.public_key()),
+            ]))
+        }
+
+        fn answer(&self) -> RoomStateAnswer {
+            RoomStateAnswer {
+                state: self.state.clone(),
+                auth_chain: self.state.clone(),
+                member_event: self.join.clone(),
+            }
+        }
+    }
+
+    async fn joiner(key: &KeyPair) -> AppState {
+        let db = storage::test_db().await;
+        let config = Config::load_with_env(
+            None,
+            [("MYELIN__SERVER__NAME".to_owned(), "local.test".to_owned())],
+        )
+        .expect("config");
+        let name = ServerName::parse("local.test").expect("name");
+        let federation = crate::federation::FederationService::new(
+            &config,
+            &name,
+            std::slice::from_ref(key),
+            db.clone(),
+        )
+        .expect("federation");
+        AppState::new(
+            config,
+            name,
+            db,
+            vec![key.clone()],
+            Metrics::new().expect("metrics"),
+            federation,
+        )
+    }
+
+    async fn enter(state: &AppState, room: &Room, answer: RoomStateAnswer) -> Result<(), String> {
+        let guard = state.rooms().lock(room.create.room_id()).await;
+        guard
+            .enter_room(state, RoomVersion::V12, answer, &room.keys())
+            .await
+            .expect("database")
+    }
+
+    #[tokio::test]
+    async fn a_checked_state_becomes_the_room() {
+        let room = Room::new("12");
+        let state = joiner(&room.local_key).await;
+        enter(&state, &room, room.answer()).await.expect("entered");
+        let room_id = room.create.room_id().as_str();
+        let db = state.db();
+        assert!(rooms::get(db, room_id).await.expect("room").is_some());
+        let current = storage::state::current_ids(db, room_id, None)
+            .await
+            .expect("current");
+        assert_eq!(current.len(), 5);
+        let alice = memberships::get(db, room_id, "@alice:local.test")
+            .await
+            .expect("membership")
+            .expect("alice");
+        assert_eq!(alice.membership, "join");
+        assert_eq!(alice.event_id, room.join.event_id().as_str());
+        let extremities: Vec<String> = rooms::forward_extremities(db, room_id)
+            .await
+            .expect("extremities")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(extremities, vec![room.join.event_id().to_string()]);
+        // The state events are outliers: only the join is in the timeline.
+        let timeline = events::timeline_page(db, room_id, 0, i64::MAX, true, 100)
+            .await
+            .expect("timeline");
+        assert_eq!(timeline.len(), 1);
+    }
+
+    async fn refused(room: &Room, answer: RoomStateAnswer, why: &str) {
+        let state = joiner(&room.local_key).await;
+        let result = enter(&state, room, answer).await;
+        let reason = result.expect_err(why);
+        assert!(reason.contains(why), "{reason}");
+        let room_id = room.create.room_id().as_str();
+        assert!(
+            rooms::get(state.db(), room_id)
+                .await
+                .expect("room")
+                .is_none()
+        );
+        assert!(
+            memberships::get(state.db(), room_id, "@alice:local.test")
+                .await
+                .expect("membership")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_that_do_not_hold_are_refused() {
+        let room = Room::new("12");
+        // Without the create event.
+        let mut answer = room.answer();
+        answer.state.retain(|p| p.event_type() != "m.room.create");
+        answer.auth_chain.clear();
+        refused(&room, answer, "no create event").await;
+
+        // The join rules with a forged signature: left out, so the join is not allowed.
+        let mut answer = room.answer();
+        let forger = KeyPair::from_seed("1", &[9; 32]).expect("key");
+        let rules = answer.state[3].clone();
+        let mut obj = rules.into_json();
+        obj.remove("signatures");
+        myelin_proto::hashes::sign_event(
+            RoomVersion::V12.rules().redaction,
+            "remote.test",
+            &forger,
+            &mut obj,
+        );
+        let forged = Pdu::from_object(RoomVersion::V12, obj).expect("pdu");
+        answer.state[3] = forged.clone();
+        answer.auth_chain[3] = forged;
+        refused(&room, answer, "not allowed").await;
+
+        // A create event of another version than the room's.
+        let other = Room::new("11");
+        refused(&other, other.answer(), "room version 11").await;
+
+        // A state event of another room is not part of this one.
+        let mut answer = room.answer();
+        let other_room =
+            OwnedRoomId::try_from("!aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").expect("room");
+        let stranger = build(
+            &room.remote_key,
+            Some(&other_room),
+            "@bob:remote.test",
+            "m.room.join_rules",
+            "",
+            serde_json::json!({"join_rule": "public"}),
+            &[&answer.state[2]],
+            &[&answer.state[1], &answer.state[2]],
+        );
+        answer
+            .state
+            .retain(|p| p.event_type() != "m.room.join_rules");
+        answer
+            .auth_chain
+            .retain(|p| p.event_type() != "m.room.join_rules");
+        answer.state.push(stranger);
+        refused(&room, answer, "not allowed").await;
+    }
+}
