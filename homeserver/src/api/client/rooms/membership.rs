@@ -240,7 +240,7 @@ pub async fn leave(
         None | Some("leave") => {}
         // Nobody else here is in the room: only a resident server can
         // make the leave (or the rejected invite) known.
-        Some(_)
+        Some("join" | "invite" | "knock")
             if !resident_here(&state, &req.room_id, Some(&auth.user_id)).await?
                 && !fed_leave::resident_servers(&state, &req.room_id, &auth.user_id)
                     .await?
