@@ -309,6 +309,23 @@ async fn invite_a_user_of_another_server(backend: Backend) {
     assert_eq!(declined["content"]["membership"], "leave", "{declined}");
     let sync = initial_sync(&alice).await;
     assert!(sync["rooms"]["invite"].get(&other).is_none(), "{sync}");
+
+    // A direct chat created with Alice invited: she is invited on alpha, as a DM.
+    let dm = create_room(
+        &bob,
+        json!({"preset": "trusted_private_chat", "is_direct": true,
+               "invite": ["@alice:alpha.test"]}),
+    )
+    .await;
+    let sync = initial_sync(&alice).await;
+    let own = sync["rooms"]["invite"][&dm]["invite_state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{sync}"))
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == "@alice:alpha.test")
+        .cloned()
+        .expect("the invite");
+    assert_eq!(own["content"]["is_direct"], true, "{own}");
 }
 
 async fn knock_on_a_room_of_another_server(backend: Backend) {

@@ -79,10 +79,14 @@ pub async fn invite_remote(
     sender: &UserId,
     target: &UserId,
     reason: Option<&str>,
+    is_direct: bool,
 ) -> Result<(), ApiError> {
     let db = state.db();
     let mut content = Object::new();
     content.insert("membership".into(), Value::from("invite"));
+    if is_direct {
+        content.insert("is_direct".into(), Value::Bool(true));
+    }
     if let Some(reason) = reason {
         content.insert("reason".into(), Value::from(reason));
     }

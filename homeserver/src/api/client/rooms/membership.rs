@@ -25,15 +25,6 @@ use crate::rooms::profile;
 use crate::state::AppState;
 use crate::storage::{memberships, rooms};
 
-/// What this server cannot do over federation yet: 501.
-pub fn needs_federation(what: &str) -> ApiError {
-    ApiError::new(
-        http::StatusCode::NOT_IMPLEMENTED,
-        ruma::api::error::ErrorKind::Unrecognized,
-        format!("{what} needs federation, which this server does not support yet"),
-    )
-}
-
 /// Whether a local user other than `except` is joined to the room: then
 /// this server is resident and membership changes are local events.
 async fn resident_here(
@@ -206,6 +197,7 @@ pub async fn invite(
             &auth.user_id,
             target,
             recipient.reason.as_deref(),
+            false,
         )
         .await?;
         return Ok(RumaResponse(invite_user::Response::new()));
