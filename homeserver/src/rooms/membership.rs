@@ -1,5 +1,6 @@
-//! Membership changes of local users in local rooms: the member event's
-//! content (profile, reason) and the stripped state an invite carries.
+//! Membership changes in rooms this server is in: the member event's
+//! content (profile, reason) and the stripped state an invite carries (as
+//! stripped events for clients, as full events for other servers).
 
 use myelin_proto::canonical_json::{self, Object, Value};
 use ruma::{OwnedEventId, RoomId, UserId};
