@@ -1,5 +1,6 @@
-//! Membership changes of local users in local rooms: the member event's
-//! content (profile, reason) and the stripped state an invite carries.
+//! Membership changes in rooms this server is in: the member event's
+//! content (profile, reason) and the stripped state an invite carries (as
+//! stripped events for clients, as full events for other servers).
 
 use myelin_proto::canonical_json::{self, Object, Value};
 use ruma::{OwnedEventId, RoomId, UserId};
@@ -21,22 +22,38 @@ const STRIPPED_TYPES: &[&str] = &[
     "m.room.topic",
 ];
 
-/// The room's stripped state: `{type, state_key, content, sender}` of the
-/// events clients need to render an invite.
-pub async fn stripped_state(db: &Db, room_id: &str) -> Result<Vec<Value>, ApiError> {
+/// The full events of the room's stripped state (federation sends them as
+/// PDUs), as stored JSON.
+pub async fn stripped_state_events(db: &Db, room_id: &str) -> Result<Vec<String>, ApiError> {
     let keys: Vec<(String, String)> = STRIPPED_TYPES
         .iter()
         .map(|t| ((*t).to_owned(), String::new()))
         .collect();
-    let mut out = Vec::new();
-    for (_, _, json) in storage::state::current_events_for(db, room_id, &keys).await? {
-        let obj = canonical_json::parse_object(json.as_bytes())
-            .map_err(|e| ApiError::internal("stored event unreadable", e))?;
-        let stripped: Object = obj
+    Ok(storage::state::current_events_for(db, room_id, &keys)
+        .await?
+        .into_iter()
+        .map(|(_, _, json)| json)
+        .collect())
+}
+
+/// An event stripped to `{type, state_key, content, sender}`.
+pub fn strip(event: Object) -> Value {
+    Value::Object(
+        event
             .into_iter()
             .filter(|(k, _)| matches!(k.as_str(), "type" | "state_key" | "content" | "sender"))
-            .collect();
-        out.push(Value::Object(stripped));
+            .collect(),
+    )
+}
+
+/// The room's stripped state: `{type, state_key, content, sender}` of the
+/// events clients need to render an invite.
+pub async fn stripped_state(db: &Db, room_id: &str) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    for json in stripped_state_events(db, room_id).await? {
+        let obj = canonical_json::parse_object(json.as_bytes())
+            .map_err(|e| ApiError::internal("stored event unreadable", e))?;
+        out.push(strip(obj));
     }
     Ok(out)
 }

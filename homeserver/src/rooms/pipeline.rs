@@ -137,6 +137,35 @@ impl<'a> RoomGuard<'a> {
         {
             return OwnedEventId::try_from(id).map_err(|e| corrupt("stored event ID", e));
         }
+        let (pdu, current_snapshot) = self.build_checked(state, sender, spec).await?;
+        self.persist(
+            state,
+            &pdu,
+            current_snapshot,
+            txn.map(|t| (sender, t)),
+            None,
+        )
+        .await?;
+        state
+            .metrics()
+            .event_persist_seconds
+            .with_label_values(&["local"])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(pdu.event_id().to_owned())
+    }
+
+    /// Builds, authorises and signs an event of `sender` on the room's
+    /// current state and forward extremities, without storing it; returns
+    /// it with the room's current snapshot (the state before it). Used by
+    /// [`Self::append`] and by membership over federation (templates for
+    /// other servers, invites a remote server must counter-sign first).
+    pub(crate) async fn build_checked(
+        &self,
+        state: &AppState,
+        sender: &UserId,
+        spec: EventSpec,
+    ) -> Result<(Pdu, Option<i64>), ApiError> {
+        let db = state.db();
         let room_id = self.room_id.as_str();
         let room = rooms::get(db, room_id)
             .await?
@@ -207,20 +236,7 @@ impl<'a> RoomGuard<'a> {
         })
         .map_err(|e| ApiError::forbidden(e.to_string()))?;
 
-        self.persist(
-            state,
-            &pdu,
-            room.current_snapshot,
-            txn.map(|t| (sender, t)),
-            None,
-        )
-        .await?;
-        state
-            .metrics()
-            .event_persist_seconds
-            .with_label_values(&["local"])
-            .observe(started.elapsed().as_secs_f64());
-        Ok(pdu.event_id().to_owned())
+        Ok((pdu, room.current_snapshot))
     }
 
     /// Client-server rule on redactions (the auth rules leave it to the

@@ -120,3 +120,15 @@ pub async fn advance_extremities(
     .await?;
     Ok(())
 }
+
+/// Forgets every forward extremity of a room: it is entered anew from a
+/// resident server's graph (over federation), and what we held before (an
+/// invite, the events up to our leave) is not where the room continues.
+pub async fn clear_extremities(tx: &Tx, room_id: &str) -> Result<(), DbErr> {
+    tx.execute(
+        "DELETE FROM forward_extremities WHERE room_id = $1",
+        [room_id.into()],
+    )
+    .await?;
+    Ok(())
+}

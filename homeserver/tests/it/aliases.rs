@@ -357,15 +357,14 @@ async fn aliases_story(backend: Backend) {
         (200, json!({"alias": "#coffee:test.localhost"}))
     );
 
-    // Aliases of other servers cannot be joined through without
-    // federation.
+    // An alias of a server that does not exist names no room.
     let (status, _) = bob
         .post(
             &format!("{V3}/join/{}", enc("#x:other.example")),
             &json!({}),
         )
         .await;
-    assert_eq!(status, 501);
+    assert_eq!(status, 404);
 
     // Anyone may list the aliases of a world_readable room.
     let readable = create_room(

@@ -318,8 +318,8 @@ async fn bad_input(backend: Backend) {
                 &json!({}),
             )
             .await,
-        501,
-        "M_UNRECOGNIZED",
+        404,
+        "M_NOT_FOUND",
     );
     // Non-members cannot send, read state or members.
     assert_error(

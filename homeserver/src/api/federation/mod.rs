@@ -15,6 +15,7 @@ use crate::state::AppState;
 pub mod auth;
 pub mod events;
 pub mod keys;
+pub mod membership;
 pub mod query;
 pub mod send;
 pub mod user_keys;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
     signed = route::<f::backfill::get_backfill::v1::Request, _, _>(signed, events::backfill);
     signed =
         route::<f::event::get_missing_events::v1::Request, _, _>(signed, events::missing_events);
+    signed = membership::routes(signed);
     let signed = signed.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         auth::require_x_matrix,

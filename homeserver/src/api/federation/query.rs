@@ -62,9 +62,18 @@ pub async fn directory(
         .ok_or_else(|| ApiError::not_found(format!("Room alias {} not found", req.room_alias)))?;
     let room_id = RoomId::parse(&row.room_id)
         .map_err(|e| ApiError::internal("corrupt room ID in storage", e))?;
-    // Every member of a room on this server is local until joins over federation exist.
+    // The servers with joined members, ours first; ours alone for a room
+    // nobody is in (an alias may outlive its room's members).
+    let mut servers: Vec<ruma::OwnedServerName> =
+        super::membership::servers_in_room(&state, room_id.as_str())
+            .await?
+            .into_iter()
+            .filter_map(|s| ruma::OwnedServerName::try_from(s).ok())
+            .collect();
+    if servers.is_empty() {
+        servers.push(state.server_name().to_owned());
+    }
     Ok(RumaResponse(get_room_information::v1::Response::new(
-        room_id,
-        vec![state.server_name().to_owned()],
+        room_id, servers,
     )))
 }

@@ -80,7 +80,7 @@ pub trait KeySource: KeyRing + Sync {
 /// `pdus` ordered so that each comes after those of its auth events that
 /// are among them. Events in an auth cycle come last (their auth events
 /// will be found missing, which rejects them).
-fn auth_order(pdus: Vec<Pdu>) -> Vec<Pdu> {
+pub(super) fn auth_order(pdus: Vec<Pdu>) -> Vec<Pdu> {
     let ids: HashSet<OwnedEventId> = pdus.iter().map(|p| p.event_id().to_owned()).collect();
     let mut done: HashSet<OwnedEventId> = HashSet::new();
     let mut rest = pdus;

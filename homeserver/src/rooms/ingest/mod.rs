@@ -51,6 +51,7 @@
 
 mod check;
 mod fetch;
+mod joined;
 mod persist;
 mod state_at;
 #[cfg(test)]
@@ -69,6 +70,7 @@ use crate::state::AppState;
 use crate::storage::{events, rooms};
 
 pub use fetch::{BoxFuture, KeySource, RemoteError, RemoteEvents, StateIds};
+pub use joined::{NoRemote, RoomStateAnswer};
 
 /// Most PDUs handled per call (the spec's limit per transaction).
 pub const MAX_PDUS_PER_CALL: usize = 50;

@@ -198,7 +198,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
     }
 
     /// The keys of the current state that change from `old` to `new`.
-    async fn changes(
+    pub(super) async fn changes(
         &self,
         pdu: &Pdu,
         old: &StateMap,

@@ -576,3 +576,47 @@ pub async fn join_via_send(
     );
     (view, join)
 }
+/// The signing key a test server generated in its data directory.
+pub fn signing_key(server: &FedServer) -> myelin_proto::signing::KeyPair {
+    let text = std::fs::read_to_string(server.data_dir.join("signing.key")).expect("key file");
+    myelin_proto::signing::parse_key_file(&text)
+        .expect("key")
+        .remove(0)
+}
+
+impl Federation {
+    /// A request to `to` signed as `from` with `from`'s real key: what `from` itself would
+    /// send, but with whatever body the test wants.
+    pub async fn signed_request(
+        &self,
+        from: &FedServer,
+        to: &FedServer,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        use myelin_federation::request_auth::{SignedRequest, sign_request};
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
+        let name = |s: &str| ruma::OwnedServerName::try_from(s).expect("server name");
+        let header = sign_request(
+            &signing_key(from),
+            &name(&from.name),
+            &name(&to.name),
+            SignedRequest {
+                method,
+                uri: path_and_query,
+                body: bytes.as_deref().unwrap_or_default(),
+            },
+        )
+        .expect("sign");
+        let header = header.to_str().expect("ascii header").to_owned();
+        self.request(
+            to,
+            method,
+            path_and_query,
+            &[("authorization", header)],
+            bytes,
+        )
+        .await
+    }
+}

@@ -111,14 +111,14 @@ pub async fn create_room(
         }
     }
     let mut invite = Vec::new();
+    let mut remote_invite = Vec::new();
     for user in &req.invite {
-        if user == &auth.user_id || invite.contains(user) {
+        if user == &auth.user_id || invite.contains(user) || remote_invite.contains(user) {
             continue;
         }
         if user.server_name() != state.server_name() {
-            return Err(super::membership::needs_federation(
-                "inviting users of other servers",
-            ));
+            remote_invite.push(user.clone());
+            continue;
         }
         if profile::local_profile(state.db(), user.as_str())
             .await?
@@ -146,5 +146,21 @@ pub async fn create_room(
         },
     )
     .await?;
+    for user in &remote_invite {
+        // As Synapse: a server that refuses or cannot be reached does not
+        // undo the room.
+        if let Err(e) = crate::federation::invite::invite_remote(
+            &state,
+            &room_id,
+            &auth.user_id,
+            user,
+            None,
+            req.is_direct,
+        )
+        .await
+        {
+            tracing::warn!(%room_id, %user, error = ?e, "inviting a remote user failed");
+        }
+    }
     Ok(RumaResponse(create_room::Response::new(room_id)))
 }

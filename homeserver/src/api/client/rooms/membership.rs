@@ -1,6 +1,7 @@
 //! Membership endpoints: join, invite, leave, forget, kick, ban, unban,
-//! knock. Rooms of other servers need federation, which comes later; such
-//! requests get a clear 501 rather than a misleading "not found".
+//! knock. Rooms this server is not in are joined, knocked on and left
+//! through a resident server (`make_*` / `send_*`); users of other servers
+//! are invited through theirs.
 
 use axum::extract::State;
 use myelin_proto::canonical_json::Object;
@@ -11,57 +12,77 @@ use ruma::api::client::membership::{
     join_room_by_id::v3 as join_room_by_id, join_room_by_id_or_alias::v3 as join_by_alias,
     kick_user::v3 as kick_user, leave_room::v3 as leave_room, unban_user::v3 as unban_user,
 };
-use ruma::{OwnedRoomId, RoomId, RoomOrAliasId, ServerName};
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, UserId};
 
 use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
+use crate::federation::{
+    invite as fed_invite, join as fed_join, knock as fed_knock, leave as fed_leave,
+};
 use crate::rooms::membership::{membership_of, set_membership};
 use crate::rooms::profile;
 use crate::state::AppState;
 use crate::storage::{memberships, rooms};
 
-/// What federation will do: 501 until it exists.
-pub fn needs_federation(what: &str) -> ApiError {
-    ApiError::new(
-        http::StatusCode::NOT_IMPLEMENTED,
-        ruma::api::error::ErrorKind::Unrecognized,
-        format!("{what} needs federation, which this server does not support yet"),
-    )
-}
-
-/// A local room, or the error for a room we do not have.
-async fn local_room(
+/// Whether a local user other than `except` is joined to the room: then
+/// this server is resident and membership changes are local events.
+async fn resident_here(
     state: &AppState,
     room_id: &RoomId,
-    via: &[impl AsRef<ServerName>],
-) -> Result<(), ApiError> {
-    if rooms::get(state.db(), room_id.as_str()).await?.is_some() {
-        return Ok(());
-    }
+    except: Option<&UserId>,
+) -> Result<bool, ApiError> {
     let ours = state.server_name();
-    let remote_hint =
-        room_id.server_name().is_some_and(|s| s != ours) || via.iter().any(|s| s.as_ref() != ours);
-    if remote_hint {
-        Err(needs_federation("joining rooms of other servers"))
-    } else {
-        Err(ApiError::not_found("Unknown room"))
-    }
+    Ok(memberships::members(state.db(), room_id.as_str())
+        .await?
+        .iter()
+        .filter(|m| m.membership == "join")
+        .filter(|m| except.is_none_or(|u| u.as_str() != m.user_id))
+        .filter_map(|m| UserId::parse(&m.user_id).ok())
+        .any(|u| u.server_name() == ours))
 }
 
-/// The room an ID or alias names: aliases of this server are looked up;
-/// those of other servers need federation.
-async fn room_id_of(state: &AppState, id: &RoomOrAliasId) -> Result<OwnedRoomId, ApiError> {
+/// Where a room we are not resident in may be joined: the servers the
+/// client named, then those we know of (an invite's sender, the room ID's
+/// server). `None` for a local room we hold (joined locally).
+async fn remote_servers(
+    state: &AppState,
+    user_id: &UserId,
+    room_id: &RoomId,
+    via: &[OwnedServerName],
+) -> Result<Option<Vec<OwnedServerName>>, ApiError> {
+    let known = rooms::get(state.db(), room_id.as_str()).await?.is_some();
+    if known && resident_here(state, room_id, None).await? {
+        return Ok(None);
+    }
+    let mut servers = via.to_vec();
+    servers.extend(fed_leave::resident_servers(state, room_id, user_id).await?);
+    let servers = fed_join::candidates(state, &servers);
+    if servers.is_empty() {
+        if known {
+            // Our room, with nobody in it: a local join is judged locally.
+            return Ok(None);
+        }
+        return Err(ApiError::not_found("Unknown room"));
+    }
+    Ok(Some(servers))
+}
+
+/// The room an ID or alias names, with the servers the alias's server
+/// says are in it.
+async fn room_id_of(
+    state: &AppState,
+    id: &RoomOrAliasId,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>), ApiError> {
     let alias = match <&RoomId>::try_from(id) {
-        Ok(room_id) => return Ok(room_id.to_owned()),
+        Ok(room_id) => return Ok((room_id.to_owned(), Vec::new())),
         Err(alias) => alias,
     };
     if alias.server_name() != state.server_name() {
-        return Err(needs_federation(
-            "joining rooms by aliases of other servers",
-        ));
+        return crate::federation::query::remote_alias(state, alias).await;
     }
-    crate::api::client::directory::aliases::resolve_local(state.db(), alias).await
+    let room_id = crate::api::client::directory::aliases::resolve_local(state.db(), alias).await?;
+    Ok((room_id, Vec::new()))
 }
 
 async fn join(
@@ -69,9 +90,8 @@ async fn join(
     auth: &Authed,
     room_id: &RoomId,
     reason: Option<&str>,
-    via: &[impl AsRef<ServerName>],
+    via: &[OwnedServerName],
 ) -> Result<(), ApiError> {
-    local_room(state, room_id, via).await?;
     if membership_of(state.db(), room_id.as_str(), auth.user_id.as_str())
         .await?
         .as_deref()
@@ -80,6 +100,9 @@ async fn join(
         // Already joined: nothing to change (Synapse sends no new event
         // unless the profile changed).
         return Ok(());
+    }
+    if let Some(servers) = remote_servers(state, &auth.user_id, room_id, via).await? {
+        return fed_join::join_remote(state, &auth.user_id, room_id, &servers, reason).await;
     }
     set_membership(
         state,
@@ -99,8 +122,7 @@ pub async fn join_by_id(
     auth: Authed,
     Ruma(req): Ruma<join_room_by_id::Request>,
 ) -> Result<RumaResponse<join_room_by_id::Response>, ApiError> {
-    let no_via: [&ServerName; 0] = [];
-    join(&state, &auth, &req.room_id, req.reason.as_deref(), &no_via).await?;
+    join(&state, &auth, &req.room_id, req.reason.as_deref(), &[]).await?;
     Ok(RumaResponse(join_room_by_id::Response::new(req.room_id)))
 }
 
@@ -109,8 +131,9 @@ pub async fn join_by_id_or_alias(
     auth: Authed,
     Ruma(req): Ruma<join_by_alias::Request>,
 ) -> Result<RumaResponse<join_by_alias::Response>, ApiError> {
-    let room_id = room_id_of(&state, &req.room_id_or_alias).await?;
-    join(&state, &auth, &room_id, req.reason.as_deref(), &req.via).await?;
+    let (room_id, mut servers) = room_id_of(&state, &req.room_id_or_alias).await?;
+    servers.splice(0..0, req.via.iter().cloned());
+    join(&state, &auth, &room_id, req.reason.as_deref(), &servers).await?;
     Ok(RumaResponse(join_by_alias::Response::new(room_id)))
 }
 
@@ -119,8 +142,19 @@ pub async fn knock(
     auth: Authed,
     Ruma(req): Ruma<knock_room::Request>,
 ) -> Result<RumaResponse<knock_room::Response>, ApiError> {
-    let room_id = room_id_of(&state, &req.room_id_or_alias).await?;
-    local_room(&state, &room_id, &req.via).await?;
+    let (room_id, mut servers) = room_id_of(&state, &req.room_id_or_alias).await?;
+    servers.splice(0..0, req.via.iter().cloned());
+    if let Some(servers) = remote_servers(&state, &auth.user_id, &room_id, &servers).await? {
+        fed_knock::knock_remote(
+            &state,
+            &auth.user_id,
+            &room_id,
+            &servers,
+            req.reason.as_deref(),
+        )
+        .await?;
+        return Ok(RumaResponse(knock_room::Response::new(room_id)));
+    }
     set_membership(
         &state,
         &room_id,
@@ -157,7 +191,16 @@ pub async fn invite(
     existing_room(&state, &req.room_id).await?;
     let target = &recipient.user_id;
     if target.server_name() != state.server_name() {
-        return Err(needs_federation("inviting users of other servers"));
+        fed_invite::invite_remote(
+            &state,
+            &req.room_id,
+            &auth.user_id,
+            target,
+            recipient.reason.as_deref(),
+            false,
+        )
+        .await?;
+        return Ok(RumaResponse(invite_user::Response::new()));
     }
     if profile::local_profile(state.db(), target.as_str())
         .await?
@@ -187,6 +230,17 @@ pub async fn leave(
     match current.as_deref() {
         // Leaving a room one is not in changes nothing.
         None | Some("leave") => {}
+        // Nobody else here is in the room: only a resident server can
+        // make the leave (or the rejected invite) known.
+        Some("join" | "invite" | "knock")
+            if !resident_here(&state, &req.room_id, Some(&auth.user_id)).await?
+                && !fed_leave::resident_servers(&state, &req.room_id, &auth.user_id)
+                    .await?
+                    .is_empty() =>
+        {
+            fed_leave::leave_remote(&state, &auth.user_id, &req.room_id, req.reason.as_deref())
+                .await?;
+        }
         _ => {
             set_membership(
                 &state,
