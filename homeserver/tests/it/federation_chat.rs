@@ -1,0 +1,152 @@
+//! Two organisations chat across servers: Bob on beta joins Alice's room on alpha; messages
+//! each of them sends reach the other's server through the outbound transaction queue and
+//! the receiver's `/send`, in order, and show up in the other's `/sync`. Beta goes down
+//! while Alice keeps writing; when it is back and talks to alpha, alpha catches it up.
+
+use std::time::{Duration, Instant};
+
+use crate::common::federation::Federation;
+use crate::common::{Backend, Client, create_user, enc};
+use serde_json::{Value, json};
+
+const V3: &str = "/_matrix/client/v3";
+
+async fn send(client: &Client, room: &str, txn: &str, body: &str) -> String {
+    let (status, resp) = client
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/{txn}", enc(room)),
+            &json!({ "msgtype": "m.text", "body": body }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    resp["event_id"].as_str().expect("event_id").to_owned()
+}
+
+/// The bodies of the room's messages as `client` reads them, oldest first.
+async fn bodies(client: &Client, room: &str) -> Vec<String> {
+    let (status, resp) = client
+        .get(&format!(
+            "{V3}/rooms/{}/messages?dir=b&limit=100",
+            enc(room)
+        ))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let mut out: Vec<String> = resp["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    out.reverse();
+    out
+}
+
+/// Waits until `client` reads exactly `want` as the room's messages.
+async fn wait_for_bodies(client: &Client, room: &str, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = bodies(client, room).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "expected {want:?}, read {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn chat_both_ways_and_catch_up(backend: Backend) {
+    let mut fed = Federation::start_with(
+        backend,
+        &["alpha.test", "beta.test"],
+        // Retry soon: this story waits for a retry after beta's outage.
+        &[(
+            "MYELIN__FEDERATION__DESTINATION_MIN_RETRY_INTERVAL_MS",
+            "300",
+        )],
+    )
+    .await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({ "preset": "public_chat", "name": "Across" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let (status, resp) = bob
+        .post(
+            &format!("{V3}/join/{}?server_name=alpha.test", enc(&room)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+
+    // Both ways, in order.
+    send(&alice, &room, "a1", "hello bob").await;
+    wait_for_bodies(&bob, &room, &["hello bob"]).await;
+    send(&bob, &room, "b1", "hi alice").await;
+    send(&bob, &room, "b2", "how are you").await;
+    let both = ["hello bob", "hi alice", "how are you"];
+    wait_for_bodies(&alice, &room, &both).await;
+    wait_for_bodies(&bob, &room, &both).await;
+
+    // Bob's /sync on beta shows Alice's message as a timeline event.
+    let (status, sync) = bob.get(&format!("{V3}/sync?timeout=0")).await;
+    assert_eq!(status, 200, "{sync}");
+    let timeline = &sync["rooms"]["join"][room.as_str()]["timeline"]["events"];
+    assert!(
+        timeline
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .any(|e| e["sender"] == "@alice:alpha.test" && e["content"]["body"] == "hello bob"),
+        "{timeline}"
+    );
+
+    // Beta goes down; Alice keeps writing; beta comes back.
+    let beta_index = fed
+        .servers
+        .iter()
+        .position(|s| s.name == "beta.test")
+        .expect("beta");
+    fed.servers[beta_index].server.kill();
+    for (i, body) in ["while you were out", "still here"].iter().enumerate() {
+        send(&alice, &room, &format!("a-out{i}"), body).await;
+    }
+    fed.servers[beta_index].server.restart().await;
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let all = [
+        "hello bob",
+        "hi alice",
+        "how are you",
+        "while you were out",
+        "still here",
+    ];
+    wait_for_bodies(&bob, &room, &all).await;
+    // And the room stays one room: both sides hold the same state.
+    let state = |c: &Client| {
+        let c = c.clone();
+        let room = room.clone();
+        async move {
+            let (status, resp) = c.get(&format!("{V3}/rooms/{}/state", enc(&room))).await;
+            assert_eq!(status, 200, "{resp}");
+            let mut ids: Vec<Value> = resp
+                .as_array()
+                .expect("state")
+                .iter()
+                .map(|e| e["event_id"].clone())
+                .collect();
+            ids.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            ids
+        }
+    };
+    assert_eq!(state(&alice).await, state(&bob).await);
+}
+
+backend_tests!(chat_both_ways_and_catch_up);
