@@ -150,3 +150,110 @@ async fn chat_both_ways_and_catch_up(backend: Backend) {
 }
 
 backend_tests!(chat_both_ways_and_catch_up);
+
+/// The room's current state as `client` reads it: event IDs, sorted.
+async fn state_ids(client: &Client, room: &str) -> Vec<String> {
+    let (status, resp) = client.get(&format!("{V3}/rooms/{}/state", enc(room))).await;
+    assert_eq!(status, 200, "{resp}");
+    let mut ids: Vec<String> = resp
+        .as_array()
+        .expect("state")
+        .iter()
+        .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn power_levels(client: &Client, room: &str) -> Value {
+    let (status, resp) = client
+        .get(&format!(
+            "{V3}/rooms/{}/state/m.room.power_levels/",
+            enc(room)
+        ))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    resp
+}
+
+/// Alice (alpha) and Bob (beta), both room admins, change the power levels at the same
+/// moment, each on their own server's state: the two events fork the room. Once each
+/// server has the other's event, state resolution gives both the same current state.
+async fn concurrent_power_changes_converge(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({ "preset": "public_chat" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let (status, resp) = bob
+        .post(
+            &format!("{V3}/join/{}?server_name=alpha.test", enc(&room)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let mut levels = power_levels(&alice, &room).await;
+    levels["users"]["@bob:beta.test"] = json!(100);
+    let (status, resp) = alice
+        .put(
+            &format!("{V3}/rooms/{}/state/m.room.power_levels/", enc(&room)),
+            &levels,
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while power_levels(&bob, &room).await["users"]["@bob:beta.test"] != 100 {
+        assert!(Instant::now() < deadline, "bob never became admin on beta");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The same moment, each from the state their server has.
+    let mut from_alice = levels.clone();
+    from_alice["events_default"] = json!(10);
+    let mut from_bob = levels.clone();
+    from_bob["state_default"] = json!(60);
+    let put = |client: &Client, content: &Value| {
+        let (client, content, room) = (client.clone(), content.clone(), room.clone());
+        async move {
+            client
+                .put(
+                    &format!("{V3}/rooms/{}/state/m.room.power_levels/", enc(&room)),
+                    &content,
+                )
+                .await
+        }
+    };
+    let (a, b) = tokio::join!(put(&alice, &from_alice), put(&bob, &from_bob));
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert_eq!(b.0, 200, "{}", b.1);
+
+    // Both servers end up with the same state, whichever change resolution keeps.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (on_alpha, on_beta) = (state_ids(&alice, &room).await, state_ids(&bob, &room).await);
+        if on_alpha == on_beta {
+            let winner = power_levels(&alice, &room).await;
+            assert_eq!(winner, power_levels(&bob, &room).await);
+            assert!(winner == from_alice || winner == from_bob, "{winner}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the servers never converged:\nalpha {on_alpha:?}\nbeta {on_beta:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And a message after the fork lands on both (it references both branches).
+    send(&alice, &room, "after", "after the fork").await;
+    wait_for_bodies(&bob, &room, &["after the fork"]).await;
+}
+
+backend_tests!(concurrent_power_changes_converge);
