@@ -1,13 +1,16 @@
-//! Telling the other servers in a room what our users do that is not a
-//! room event: typing and public read receipts, as the `m.typing` and
-//! `m.receipt` EDUs. Best effort and in memory, like Synapse: a newer
-//! notification of the same user in the same room replaces a queued one.
+//! Telling the other servers in a room what they would not otherwise
+//! hear: our users' typing and public read receipts, as the `m.typing` and
+//! `m.receipt` EDUs (best effort and in memory, like Synapse: a newer
+//! notification of the same user in the same room replaces a queued one),
+//! and the membership events we accepted from a server through `send_join`,
+//! `send_leave` or `send_knock`, which only we have at first.
 
-use ruma::{RoomId, UserId};
+use ruma::{EventId, RoomId, ServerName, UserId};
 use serde_json::json;
 
+use crate::api::error::ApiError;
 use crate::state::AppState;
-use crate::storage::receipts;
+use crate::storage::{events, federation_outbox, receipts};
 
 /// The other servers in `room_id`, or none when it cannot be told.
 async fn others(state: &AppState, room_id: &RoomId) -> Vec<String> {
@@ -74,4 +77,35 @@ pub async fn receipt(
         Some(format!("m.receipt {room_id} {user_id} {thread_id}")),
         &edu,
     );
+}
+
+/// Queues `event_id`, accepted from `origin` through a `send_*` endpoint,
+/// for the other servers in the room: `origin` has it, the rest learn of
+/// it only from us, the resident server. Queuing again is harmless (a
+/// retried `send_join` relays again; receivers ignore events they hold).
+pub async fn relay(
+    state: &AppState,
+    room_id: &RoomId,
+    event_id: &EventId,
+    origin: &ServerName,
+) -> Result<(), ApiError> {
+    let Some(stream) = events::get(state.db(), event_id.as_str())
+        .await?
+        .and_then(|e| e.stream_ordering)
+    else {
+        return Ok(());
+    };
+    let destinations: Vec<String> = others(state, room_id)
+        .await
+        .into_iter()
+        .filter(|h| h.as_str() != origin.as_str())
+        .collect();
+    if destinations.is_empty() {
+        return Ok(());
+    }
+    let tx = state.db().begin_write().await?;
+    federation_outbox::enqueue(&tx, &destinations, stream, room_id.as_str()).await?;
+    tx.commit().await?;
+    state.federation().sender().wake_all(&destinations);
+    Ok(())
 }

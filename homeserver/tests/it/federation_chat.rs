@@ -257,3 +257,56 @@ async fn concurrent_power_changes_converge(backend: Backend) {
 }
 
 backend_tests!(concurrent_power_changes_converge);
+
+/// Three servers: Bob (beta) and then Carol (gamma) join Alice's room through alpha. Beta
+/// hears of Carol's join only from alpha, the resident server that accepted it, and from
+/// then on sends Bob's messages to gamma too; Carol's reach beta.
+async fn three_servers_share_a_room(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test", "gamma.test"]).await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let (_, carol_token) = create_user(&fed["gamma.test"], "carol").await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let carol = fed["gamma.test"].client().with_token(&carol_token);
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({ "preset": "public_chat" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    for user in [&bob, &carol] {
+        let (status, resp) = user
+            .post(
+                &format!("{V3}/join/{}?server_name=alpha.test", enc(&room)),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    // Beta learns of Carol's join from alpha.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, resp) = bob
+            .get(&format!("{V3}/rooms/{}/joined_members", enc(&room)))
+            .await;
+        assert_eq!(status, 200, "{resp}");
+        if resp["joined"].get("@carol:gamma.test").is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "beta never saw carol join: {resp}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send(&bob, &room, "b1", "from beta").await;
+    wait_for_bodies(&carol, &room, &["from beta"]).await;
+    send(&carol, &room, "c1", "from gamma").await;
+    wait_for_bodies(&bob, &room, &["from beta", "from gamma"]).await;
+    wait_for_bodies(&alice, &room, &["from beta", "from gamma"]).await;
+}
+
+backend_tests!(three_servers_share_a_room);

@@ -263,6 +263,7 @@ async fn accept(
         .next()
     {
         if stored.rejected_reason.is_none() && !stored.soft_failed {
+            crate::federation::announce::relay(state, room_id, pdu.event_id(), origin).await?;
             return Ok((stored_pdu(version, &stored.json)?, state_before));
         }
         return Err(ApiError::forbidden("The event was refused before"));
@@ -274,7 +275,10 @@ async fn accept(
         .ingest(state, origin, vec![pdu.json().clone()], &keys, &NoRemote)
         .await?;
     match outcome.into_iter().next().map(|(_, o)| o) {
-        Some(Outcome::Accepted) => Ok((pdu, state_before)),
+        Some(Outcome::Accepted) => {
+            crate::federation::announce::relay(state, room_id, pdu.event_id(), origin).await?;
+            Ok((pdu, state_before))
+        }
         Some(other) => Err(ApiError::forbidden(format!(
             "Event not accepted: {other:?}"
         ))),
