@@ -14,6 +14,7 @@ pub mod knock;
 pub mod leave;
 pub mod query;
 pub mod remote_events;
+pub mod remote_keys;
 pub mod sender;
 pub mod server_visibility;
 pub mod transaction;

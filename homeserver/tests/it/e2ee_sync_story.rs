@@ -77,16 +77,16 @@ async fn until_waiting(server: &TestServer, n: u32) {
 
 /// One client device: its HTTP session, its Olm account and sessions, the
 /// Megolm sessions it received, and its sync token.
-struct Peer {
-    http: Client,
-    device: Device,
-    since: Option<String>,
+pub(crate) struct Peer {
+    pub(crate) http: Client,
+    pub(crate) device: Device,
+    pub(crate) since: Option<String>,
     olm: HashMap<String, Session>,
     megolm: HashMap<String, InboundGroupSession>,
 }
 
 impl Peer {
-    fn new(http: Client, user_id: &str, device_id: &str) -> Self {
+    pub(crate) fn new(http: Client, user_id: &str, device_id: &str) -> Self {
         Self {
             http,
             device: Device::new(user_id, device_id),
@@ -96,20 +96,20 @@ impl Peer {
         }
     }
 
-    fn user(&self) -> &str {
+    pub(crate) fn user(&self) -> &str {
         &self.device.user_id
     }
 
-    fn curve(&self) -> String {
+    pub(crate) fn curve(&self) -> String {
         self.device.account.identity_keys().curve25519.to_base64()
     }
 
-    fn ed(&self) -> String {
+    pub(crate) fn ed(&self) -> String {
         self.device.account.identity_keys().ed25519.to_base64()
     }
 
     /// Publishes the device keys, `n` one-time keys and a fallback key.
-    async fn publish_keys(&mut self, n: usize) {
+    pub(crate) async fn publish_keys(&mut self, n: usize) {
         let body = json!({
             "device_keys": self.device.device_keys(),
             "one_time_keys": self.device.one_time_keys(n),
@@ -124,14 +124,14 @@ impl Peer {
     }
 
     /// Syncs from the last token without waiting, and keeps the new one.
-    async fn sync(&mut self) -> Value {
+    pub(crate) async fn sync(&mut self) -> Value {
         let resp = get_sync(&self.http, self.since.as_deref(), 0).await;
         self.since = Some(next_batch(&resp));
         resp
     }
 
     /// The device keys of `user`'s devices, as `/keys/query` gives them.
-    async fn query(&self, user: &str) -> serde_json::Map<String, Value> {
+    pub(crate) async fn query(&self, user: &str) -> serde_json::Map<String, Value> {
         let (status, resp) = self
             .http
             .post(
@@ -148,7 +148,12 @@ impl Peer {
 
     /// Claims a one-time key of a device and checks the device signed it,
     /// as clients do before trusting it.
-    async fn claim(&self, user: &str, device: &str, device_ed: &str) -> Curve25519PublicKey {
+    pub(crate) async fn claim(
+        &self,
+        user: &str,
+        device: &str,
+        device_ed: &str,
+    ) -> Curve25519PublicKey {
         let (status, resp) = self
             .http
             .post(
@@ -178,7 +183,7 @@ impl Peer {
     /// Shares a Megolm room key with one device of another user over a new
     /// Olm session (an `m.room_key` inside `m.room.encrypted`). Returns the
     /// session key shared.
-    async fn share_room_key(
+    pub(crate) async fn share_room_key(
         &mut self,
         to: (&str, &str),
         to_keys: (&str, &str),
@@ -233,7 +238,7 @@ impl Peer {
 
     /// Decrypts the Olm-encrypted to-device events of a sync response and
     /// keeps the room keys among them. Returns the decrypted payloads.
-    fn receive_to_device(&mut self, resp: &Value) -> Vec<Value> {
+    pub(crate) fn receive_to_device(&mut self, resp: &Value) -> Vec<Value> {
         let mut out = Vec::new();
         let events = resp["to_device"]["events"].as_array().cloned();
         for event in events.unwrap_or_default() {
@@ -286,7 +291,7 @@ impl Peer {
 
     /// Decrypts a Megolm-encrypted room event: its payload, or `None` when
     /// this device holds no key for the message.
-    fn decrypt(&mut self, event: &Value) -> Option<Value> {
+    pub(crate) fn decrypt(&mut self, event: &Value) -> Option<Value> {
         let content = &event["content"];
         assert_eq!(event["type"], "m.room.encrypted", "{event}");
         assert_eq!(content["algorithm"], MEGOLM, "{event}");
@@ -303,7 +308,7 @@ impl Peer {
 }
 
 /// Sends a Megolm-encrypted message to `room`; returns its ciphertext.
-async fn send_encrypted(
+pub(crate) async fn send_encrypted(
     alice: &Peer,
     group: &mut GroupSession,
     room: &str,
@@ -339,7 +344,7 @@ async fn send_encrypted(
 
 /// The decrypted bodies of the encrypted messages in a room's timeline
 /// (`None` for those the device cannot decrypt).
-fn read_timeline(peer: &mut Peer, resp: &Value, room: &str) -> Vec<Option<String>> {
+pub(crate) fn read_timeline(peer: &mut Peer, resp: &Value, room: &str) -> Vec<Option<String>> {
     let events = resp["rooms"]["join"][room]["timeline"]["events"]
         .as_array()
         .cloned()

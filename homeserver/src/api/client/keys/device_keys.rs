@@ -207,8 +207,9 @@ fn merge_signatures<'a>(obj: &mut Value, sigs: impl Iterator<Item = &'a cross_si
 /// device's display name in `unsigned.device_display_name`) and
 /// cross-signing keys of local users, with every signature the requester
 /// may see merged in. The user-signing key is only shown to its owner.
-/// Unknown users and devices are simply absent; remote users are not
-/// queried over federation yet and are absent too (`failures` is empty).
+/// Unknown users and devices are simply absent. Remote users' keys are
+/// asked of their servers (see `federation::remote_keys`); servers that
+/// cannot answer in time are listed in `failures`.
 pub async fn query(
     State(state): State<AppState>,
     auth: Authed,
@@ -268,6 +269,16 @@ pub async fn query(
             .or_default()
             .insert(k.user_id.clone(), obj);
     }
+    let remote = crate::federation::remote_keys::query(&state, &req.device_keys, req.timeout).await;
+    device_keys.extend(remote.device_keys);
+    by_type
+        .entry("master_keys")
+        .or_default()
+        .extend(remote.master_keys);
+    by_type
+        .entry("self_signing_keys")
+        .or_default()
+        .extend(remote.self_signing_keys);
     let mut resp = get_keys::v3::Response::new();
     resp.device_keys = from_json(&device_keys)?;
     for (field, keys) in by_type {
@@ -277,6 +288,7 @@ pub async fn query(
             _ => resp.user_signing_keys = from_json(&keys)?,
         }
     }
+    resp.failures = remote.failures;
     Ok(RumaResponse(resp))
 }
 
@@ -286,7 +298,8 @@ const MAX_CLAIMS: usize = 10_000;
 /// `POST /_matrix/client/v3/keys/claim`: one key per requested device,
 /// each one-time key handed out exactly once (see
 /// `storage::one_time_keys::claim`), the fallback key when none is left.
-/// Devices without keys are absent from the answer.
+/// Devices without keys are absent from the answer. Remote users' keys
+/// are claimed from their servers; those that fail are in `failures`.
 pub async fn claim(
     State(state): State<AppState>,
     _auth: Authed,
@@ -324,9 +337,12 @@ pub async fn claim(
                 );
         }
     }
-    Ok(RumaResponse(claim_keys::v3::Response::new(from_json(
-        &out,
-    )?)))
+    let (remote, failures) =
+        crate::federation::remote_keys::claim(&state, &req.one_time_keys, req.timeout).await;
+    out.extend(remote);
+    let mut resp = claim_keys::v3::Response::new(from_json(&out)?);
+    resp.failures = failures;
+    Ok(RumaResponse(resp))
 }
 
 /// `GET /_matrix/client/v3/keys/changes?from&to`: users whose device lists
