@@ -12,11 +12,15 @@
 //! (`storage::accounts` does it, whichever path deletes the devices); the
 //! callers then wake the user's rooms with [`device_lists_changed`].
 
-use ruma::UserId;
-use sea_orm::DbErr;
+use std::collections::BTreeMap;
 
+use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, UserId};
+use sea_orm::DbErr;
+use serde_json::Value;
+
+use crate::api::error::ApiError;
 use crate::state::AppState;
-use crate::storage::memberships;
+use crate::storage::{memberships, one_time_keys};
 
 pub mod signed;
 
@@ -42,4 +46,53 @@ pub async fn device_lists_changed(state: &AppState, user_id: &UserId) -> Result<
     }
     state.notifier().wake_user(user_id);
     Ok(())
+}
+
+/// The most keys one claim (from a client or another server) may ask for.
+pub const MAX_CLAIMS: usize = 10_000;
+
+/// Claimed keys: `{user: {device: {"algorithm:key_id": key}}}`.
+pub type ClaimedKeys = BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>;
+
+/// Claims one key per requested device of our own users (users of other
+/// servers in `wanted` are skipped): a one-time key handed out exactly
+/// once (see `storage::one_time_keys::claim`), else the fallback key.
+/// Devices without keys are absent. Shared by `/keys/claim` and the
+/// federation's `/user/keys/claim`.
+pub async fn claim_local(
+    state: &AppState,
+    wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
+) -> Result<ClaimedKeys, ApiError> {
+    let total: usize = wanted.values().map(BTreeMap::len).sum();
+    if total > MAX_CLAIMS {
+        return Err(ApiError::too_large(format!(
+            "at most {MAX_CLAIMS} claims per request"
+        )));
+    }
+    let mut out = ClaimedKeys::new();
+    for (user, devices) in wanted {
+        if user.server_name() != state.server_name() {
+            continue;
+        }
+        for (device, algorithm) in devices {
+            let Some(key) = one_time_keys::claim(
+                state.db(),
+                user.as_str(),
+                device.as_str(),
+                algorithm.as_str(),
+            )
+            .await?
+            else {
+                continue;
+            };
+            let json: Value = serde_json::from_str(&key.key_json)
+                .map_err(|e| ApiError::internal("stored key JSON", e))?;
+            out.entry(user.to_string())
+                .or_default()
+                .entry(device.to_string())
+                .or_default()
+                .insert(format!("{}:{}", key.algorithm, key.key_id), json);
+        }
+    }
+    Ok(out)
 }

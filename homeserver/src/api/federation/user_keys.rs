@@ -24,11 +24,11 @@ use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::e2ee::signed;
 use crate::state::AppState;
 use crate::storage::streams::{self, Stream};
-use crate::storage::{cross_signing, device_keys, one_time_keys};
+use crate::storage::{cross_signing, device_keys};
 
-/// The most users one query may name, and keys one claim may ask for.
+/// The most users one query may name (a claim's bound is
+/// [`crate::e2ee::MAX_CLAIMS`]).
 const MAX_USERS: usize = 1000;
-const MAX_CLAIMS: usize = 10_000;
 
 fn convert<T: DeserializeOwned>(value: &impl Serialize) -> Result<T, ApiError> {
     let text = serde_json::to_string(value).map_err(|e| ApiError::internal("encode", e))?;
@@ -172,37 +172,6 @@ pub async fn claim(
     Origin(_origin): Origin,
     Ruma(req): Ruma<claim_keys::v1::Request>,
 ) -> Result<RumaResponse<claim_keys::v1::Response>, ApiError> {
-    let total: usize = req.one_time_keys.values().map(BTreeMap::len).sum();
-    if total > MAX_CLAIMS {
-        return Err(ApiError::too_large(format!(
-            "at most {MAX_CLAIMS} claims per request"
-        )));
-    }
-    let mut out: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> = BTreeMap::new();
-    for (user, devices) in &req.one_time_keys {
-        if user.server_name() != state.server_name() {
-            continue;
-        }
-        for (device, algorithm) in devices {
-            let Some(key) = one_time_keys::claim(
-                state.db(),
-                user.as_str(),
-                device.as_str(),
-                algorithm.as_str(),
-            )
-            .await?
-            else {
-                continue;
-            };
-            out.entry(user.to_string())
-                .or_default()
-                .entry(device.to_string())
-                .or_default()
-                .insert(
-                    format!("{}:{}", key.algorithm, key.key_id),
-                    stored(&key.key_json)?,
-                );
-        }
-    }
+    let out = crate::e2ee::claim_local(&state, &req.one_time_keys).await?;
     Ok(RumaResponse(claim_keys::v1::Response::new(convert(&out)?)))
 }

@@ -292,51 +292,17 @@ pub async fn query(
     Ok(RumaResponse(resp))
 }
 
-/// The most keys one `/keys/claim` may ask for.
-const MAX_CLAIMS: usize = 10_000;
-
 /// `POST /_matrix/client/v3/keys/claim`: one key per requested device,
-/// each one-time key handed out exactly once (see
-/// `storage::one_time_keys::claim`), the fallback key when none is left.
-/// Devices without keys are absent from the answer. Remote users' keys
-/// are claimed from their servers; those that fail are in `failures`.
+/// each one-time key handed out exactly once, the fallback key when none
+/// is left (see [`e2ee::claim_local`]). Devices without keys are absent
+/// from the answer. Remote users' keys are claimed from their servers;
+/// those that fail are in `failures`.
 pub async fn claim(
     State(state): State<AppState>,
     _auth: Authed,
     Ruma(req): Ruma<claim_keys::v3::Request>,
 ) -> Result<RumaResponse<claim_keys::v3::Response>, ApiError> {
-    let total: usize = req.one_time_keys.values().map(BTreeMap::len).sum();
-    if total > MAX_CLAIMS {
-        return Err(ApiError::too_large(format!(
-            "at most {MAX_CLAIMS} claims per request"
-        )));
-    }
-    let mut out: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> = BTreeMap::new();
-    for (user, devices) in &req.one_time_keys {
-        if user.server_name() != state.server_name() {
-            continue;
-        }
-        for (device, algorithm) in devices {
-            let Some(key) = one_time_keys::claim(
-                state.db(),
-                user.as_str(),
-                device.as_str(),
-                algorithm.as_str(),
-            )
-            .await?
-            else {
-                continue;
-            };
-            out.entry(user.to_string())
-                .or_default()
-                .entry(device.to_string())
-                .or_default()
-                .insert(
-                    format!("{}:{}", key.algorithm, key.key_id),
-                    stored(&key.key_json)?,
-                );
-        }
-    }
+    let mut out = crate::e2ee::claim_local(&state, &req.one_time_keys).await?;
     let (remote, failures) =
         crate::federation::remote_keys::claim(&state, &req.one_time_keys, req.timeout).await;
     out.extend(remote);
