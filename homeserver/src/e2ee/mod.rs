@@ -36,15 +36,21 @@ pub use crate::storage::device_lists::{Positions as DeviceListPositions, changes
 pub use crate::storage::one_time_keys::{counts as one_time_key_counts, unused_fallback_key_types};
 
 /// Wakes everyone who must learn that `user_id`'s device list changed:
-/// every room the user is joined to (its members' syncs) and the user's
-/// own other devices. Call after the change committed.
+/// every room the user is joined to (its members' syncs), the user's own
+/// other devices and, for our own users, the other servers in those rooms
+/// (an `m.device_list_update` EDU). Call after the change committed.
 pub async fn device_lists_changed(state: &AppState, user_id: &UserId) -> Result<(), DbErr> {
+    let mut rooms = Vec::new();
     for room in memberships::rooms_of_user(state.db(), user_id.as_str(), "join").await? {
         if let Ok(room_id) = ruma::RoomId::parse(&room.room_id) {
             state.notifier().wake_room(&room_id);
+            rooms.push(room_id);
         }
     }
     state.notifier().wake_user(user_id);
+    if user_id.server_name() == state.server_name() {
+        crate::federation::announce::device_list_update(state, user_id, &rooms).await?;
+    }
     Ok(())
 }
 

@@ -2,14 +2,16 @@
 //! hear: our users' typing and public read receipts, as the `m.typing` and
 //! `m.receipt` EDUs (best effort and in memory, like Synapse: a newer
 //! notification of the same user in the same room replaces a queued one),
+//! that a user's devices or keys changed (`m.device_list_update`),
 //! and the membership events we accepted from a server through `send_join`,
 //! `send_leave` or `send_knock`, which only we have at first.
 
-use ruma::{EventId, RoomId, ServerName, UserId};
+use ruma::{EventId, OwnedRoomId, RoomId, ServerName, UserId};
 use serde_json::json;
 
 use crate::api::error::ApiError;
 use crate::state::AppState;
+use crate::storage::streams::{self, Stream};
 use crate::storage::{events, federation_outbox, receipts};
 
 /// The other servers in `room_id`, or none when it cannot be told.
@@ -107,5 +109,52 @@ pub async fn relay(
     federation_outbox::enqueue(&tx, &destinations, stream, room_id.as_str()).await?;
     tx.commit().await?;
     state.federation().sender().wake_all(&destinations);
+    Ok(())
+}
+
+/// Tells the other servers sharing a room with our user `user_id` that
+/// the user's device list or keys changed. The update carries no
+/// `prev_id`, which makes the receiver fetch the whole list again
+/// (`/user/devices`, with the cross-signing keys): always complete,
+/// deletions included, at the price of one request per change. Like
+/// typing, it is kept in memory; a newer update of the same user replaces
+/// a queued one.
+pub async fn device_list_update(
+    state: &AppState,
+    user_id: &UserId,
+    rooms: &[OwnedRoomId],
+) -> Result<(), sea_orm::DbErr> {
+    let mut destinations = std::collections::BTreeSet::new();
+    for room in rooms {
+        destinations.extend(others(state, room).await);
+    }
+    if destinations.is_empty() {
+        return Ok(());
+    }
+    let stream_id = streams::current_position(state.db(), Stream::DeviceLists).await?;
+    // The EDU names one device; with no `prev_id` the receiver refetches
+    // them all, so which one does not matter.
+    let device_id = crate::storage::device_keys::of_users(state.db(), &[user_id.to_string()])
+        .await?
+        .into_iter()
+        .next()
+        .map(|d| d.device_id)
+        .unwrap_or_default();
+    let edu = json!({
+        "edu_type": "m.device_list_update",
+        "content": {
+            "user_id": user_id,
+            "device_id": device_id,
+            "stream_id": stream_id,
+            "prev_id": [],
+            "deleted": false,
+        },
+    });
+    let destinations: Vec<String> = destinations.into_iter().collect();
+    state.federation().sender().send_edu(
+        &destinations,
+        Some(format!("m.device_list_update {user_id}")),
+        &edu,
+    );
     Ok(())
 }

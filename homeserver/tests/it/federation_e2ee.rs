@@ -3,12 +3,14 @@
 //! her own server (which asks beta), claims one of his one-time keys the same way (claimed
 //! exactly once on beta), shares a Megolm room key with him in an Olm to-device message
 //! that alpha's queue delivers to beta, and Bob decrypts her messages from his timeline on
-//! beta. Neither server stores the plaintext.
+//! beta. Neither server stores the plaintext. When Bob adds a device, beta tells alpha
+//! (`m.device_list_update`): Alice sees Bob in `device_lists.changed` and reads the new
+//! device's keys.
 
 use std::time::{Duration, Instant};
 
 use crate::common::federation::Federation;
-use crate::common::{Backend, enc, register};
+use crate::common::{Backend, enc, login_ok, register};
 use crate::e2ee_sync_story::{Peer, read_timeline, send_encrypted};
 use serde_json::json;
 use vodozemac::megolm::{GroupSession, SessionConfig as MegolmConfig};
@@ -131,6 +133,35 @@ async fn encrypted_chat_across_servers(backend: Backend) {
             .map(|s| Some((*s).to_owned()))
             .collect::<Vec<_>>()
     );
+
+    // Bob adds a device: beta tells alpha, Alice's sync says so, and she reads its keys.
+    alice.sync().await;
+    let (bob2_token, bob2_dev) = login_ok(&fed["beta.test"].client(), "bob", "pw-bob-1234").await;
+    let mut bob2 = Peer::new(
+        fed["beta.test"].client().with_token(&bob2_token),
+        &bob_id,
+        &bob2_dev,
+    );
+    bob2.publish_keys(1).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = alice.sync().await;
+        let changed = resp["device_lists"]["changed"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if changed.iter().any(|u| u == bob_id.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alpha never heard of bob's new device"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let devices = alice.query(&bob_id).await;
+    assert!(devices.contains_key(&bob2_dev), "{devices:?}");
+    assert_eq!(devices.len(), 2, "{devices:?}");
 
     // No plaintext on either server: the stored events carry the ciphertext only.
     for server in ["alpha.test", "beta.test"] {
