@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ruma::api::OutgoingRequest;
 use ruma::api::federation::keys::{claim_keys, get_keys};
+use ruma::api::path_builder::SinglePath;
 use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedServerName, OwnedUserId};
 use serde_json::{Value, json};
 
@@ -59,17 +61,27 @@ fn by_server<V: Clone>(
     out
 }
 
-/// Device and cross-signing keys of the remote users in `wanted` (an
-/// empty device list means all of the user's devices).
-pub async fn query(
+/// Asks the server of every remote user in `wanted` at once (`request`
+/// builds one server's request from its users), each within `timeout`.
+/// Returns each answer with the users it was asked about; servers that
+/// fail or time out are added to `failures`.
+async fn ask_servers<V, R>(
     state: &AppState,
-    wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    wanted: &BTreeMap<OwnedUserId, V>,
     timeout: Option<Duration>,
-) -> QueriedKeys {
+    request: impl Fn(BTreeMap<OwnedUserId, V>) -> R,
+    failures: &mut BTreeMap<String, Value>,
+) -> Vec<(BTreeMap<OwnedUserId, V>, R::IncomingResponse)>
+where
+    V: Clone + Send + 'static,
+    R: OutgoingRequest<PathBuilder = SinglePath> + Send + 'static,
+    R::IncomingResponse: Send + 'static,
+    R::Body: Send,
+{
     let timeout = clamp(timeout);
     let mut asks = tokio::task::JoinSet::new();
     for (server, users) in by_server(state, wanted) {
-        let request = get_keys::v1::Request::new(users.clone());
+        let request = request(users.clone());
         let client = state.federation().client().clone();
         asks.spawn(async move {
             let answer = tokio::time::timeout(
@@ -80,24 +92,43 @@ pub async fn query(
             (server, users, answer)
         });
     }
-    let mut out = QueriedKeys::default();
+    let mut answers = Vec::new();
     while let Some(joined) = asks.join_next().await {
         let Ok((server, users, answer)) = joined else {
             continue;
         };
-        let response = match answer {
-            Ok(Ok(response)) => response,
+        match answer {
+            Ok(Ok(response)) => answers.push((users, response)),
             Ok(Err(e)) => {
-                tracing::info!(%server, error = %e, "remote key query failed");
-                out.failures.insert(server.to_string(), json!({}));
-                continue;
+                tracing::info!(%server, error = %e, "remote key request failed");
+                failures.insert(server.to_string(), json!({}));
             }
             Err(_) => {
-                tracing::info!(%server, "remote key query timed out");
-                out.failures.insert(server.to_string(), json!({}));
-                continue;
+                tracing::info!(%server, "remote key request timed out");
+                failures.insert(server.to_string(), json!({}));
             }
-        };
+        }
+    }
+    answers
+}
+
+/// Device and cross-signing keys of the remote users in `wanted` (an
+/// empty device list means all of the user's devices).
+pub async fn query(
+    state: &AppState,
+    wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    timeout: Option<Duration>,
+) -> QueriedKeys {
+    let mut out = QueriedKeys::default();
+    let answers = ask_servers(
+        state,
+        wanted,
+        timeout,
+        get_keys::v1::Request::new,
+        &mut out.failures,
+    )
+    .await;
+    for (users, response) in answers {
         for (user, devices) in &response.device_keys {
             let Some(asked) = users.get(user) else {
                 continue;
@@ -144,39 +175,17 @@ pub async fn claim(
     BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>,
     BTreeMap<String, Value>,
 ) {
-    let timeout = clamp(timeout);
-    let mut asks = tokio::task::JoinSet::new();
-    for (server, users) in by_server(state, wanted) {
-        let request = claim_keys::v1::Request::new(users.clone());
-        let client = state.federation().client().clone();
-        asks.spawn(async move {
-            let answer = tokio::time::timeout(
-                timeout,
-                client.send_with_limit(&server, request, MAX_RESPONSE_BYTES),
-            )
-            .await;
-            (server, users, answer)
-        });
-    }
     let mut keys: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> = BTreeMap::new();
     let mut failures = BTreeMap::new();
-    while let Some(joined) = asks.join_next().await {
-        let Ok((server, users, answer)) = joined else {
-            continue;
-        };
-        let response = match answer {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                tracing::info!(%server, error = %e, "remote key claim failed");
-                failures.insert(server.to_string(), json!({}));
-                continue;
-            }
-            Err(_) => {
-                tracing::info!(%server, "remote key claim timed out");
-                failures.insert(server.to_string(), json!({}));
-                continue;
-            }
-        };
+    let answers = ask_servers(
+        state,
+        wanted,
+        timeout,
+        claim_keys::v1::Request::new,
+        &mut failures,
+    )
+    .await;
+    for (users, response) in answers {
         for (user, devices) in &response.one_time_keys {
             let Some(asked) = users.get(user) else {
                 continue;
