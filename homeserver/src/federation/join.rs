@@ -284,9 +284,27 @@ pub async fn join_remote(
     reason: Option<&str>,
 ) -> Result<(), ApiError> {
     let servers = candidates(state, servers);
-    let mut last = ApiError::not_found("No known servers to join the room through");
-    for server in &servers {
-        match join_through(state, user_id, room_id, server, reason).await {
+    first_that_answers(
+        &servers,
+        "No known servers to join the room through",
+        |server| join_through(state, user_id, room_id, server, reason),
+    )
+    .await
+}
+
+/// Runs `attempt` with each server in turn until one succeeds; otherwise
+/// the last failure (`none`, as not found, when there is no server).
+pub(super) async fn first_that_answers<'a, Fut>(
+    servers: &'a [OwnedServerName],
+    none: &str,
+    mut attempt: impl FnMut(&'a ServerName) -> Fut,
+) -> Result<(), ApiError>
+where
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    let mut last = ApiError::not_found(none);
+    for server in servers {
+        match attempt(server).await {
             Ok(()) => return Ok(()),
             Err(e) => last = e,
         }

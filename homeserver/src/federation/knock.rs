@@ -7,8 +7,8 @@ use ruma::{OwnedServerName, RoomId, ServerName, UserId};
 
 use super::invite::store_member_event;
 use super::join::{
-    bad_answer, candidates, event_from_template, incompatible, member_content, object_of, raw_pdu,
-    remote_failure, supported, supported_version_ids,
+    bad_answer, candidates, event_from_template, first_that_answers, incompatible, member_content,
+    object_of, raw_pdu, remote_failure, supported, supported_version_ids,
 };
 use crate::api::error::ApiError;
 use crate::state::AppState;
@@ -27,14 +27,10 @@ pub async fn knock_remote(
     reason: Option<&str>,
 ) -> Result<(), ApiError> {
     let servers = candidates(state, servers);
-    let mut last = ApiError::not_found("No known servers to knock through");
-    for server in &servers {
-        match knock_through(state, user_id, room_id, server, reason).await {
-            Ok(()) => return Ok(()),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
+    first_that_answers(&servers, "No known servers to knock through", |server| {
+        knock_through(state, user_id, room_id, server, reason)
+    })
+    .await
 }
 
 async fn knock_through(

@@ -56,14 +56,12 @@ pub async fn leave_remote(
     reason: Option<&str>,
 ) -> Result<(), ApiError> {
     let servers = resident_servers(state, room_id, user_id).await?;
-    let mut last = ApiError::not_found("No known servers to leave the room through");
-    for server in &servers {
-        match leave_through(state, user_id, room_id, server, reason).await {
-            Ok(()) => return Ok(()),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
+    super::join::first_that_answers(
+        &servers,
+        "No known servers to leave the room through",
+        |server| leave_through(state, user_id, room_id, server, reason),
+    )
+    .await
 }
 
 async fn leave_through(
