@@ -10,7 +10,7 @@
 
 use sea_orm::DbErr;
 
-use super::{Db, IN_CHUNK, Tx, in_list};
+use super::{Db, Tx};
 use crate::storage::Sql as _;
 
 /// One queued event for one destination.
@@ -103,20 +103,13 @@ pub async fn keep_newest_per_room(db: &Db, destination: &str) -> Result<u64, DbE
 
 /// Forgets the events `destination` has accepted.
 pub async fn remove_sent(db: &Db, destination: &str, sent: &[i64]) -> Result<(), DbErr> {
-    for chunk in sent.chunks(IN_CHUNK) {
-        let mut values: Vec<sea_orm::Value> = vec![destination.into()];
-        values.extend(chunk.iter().map(|s| sea_orm::Value::from(*s)));
-        db.execute(
-            &format!(
-                "DELETE FROM federation_outbox WHERE destination = $1 \
-                 AND stream_ordering IN ({})",
-                in_list(2, chunk.len())
-            ),
-            values,
-        )
-        .await?;
-    }
-    Ok(())
+    super::delete_in_chunks(
+        db,
+        "DELETE FROM federation_outbox WHERE destination = $1 AND stream_ordering IN (",
+        destination,
+        sent,
+    )
+    .await
 }
 
 /// Servers with events waiting (their senders resume at start-up).

@@ -226,6 +226,19 @@ pub fn in_list(first: usize, count: usize) -> String {
 /// (PostgreSQL allows 65,535 parameters, SQLite 32,766).
 pub const IN_CHUNK: usize = 500;
 
+/// Runs `delete` (a `DELETE` whose `$1` is `key` and which ends with
+/// `IN (`) for `ids`, [`IN_CHUNK`] at a time: how the outboxes forget
+/// what a destination received.
+pub async fn delete_in_chunks(db: &Db, delete: &str, key: &str, ids: &[i64]) -> Result<(), DbErr> {
+    for chunk in ids.chunks(IN_CHUNK) {
+        let mut values: Vec<Value> = vec![key.into()];
+        values.extend(chunk.iter().map(|id| Value::from(*id)));
+        db.execute(&format!("{delete}{})", in_list(2, chunk.len())), values)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A fresh, migrated SQLite database in a temporary file, for unit tests
 /// of the storage modules.
 #[cfg(test)]

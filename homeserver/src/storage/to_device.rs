@@ -250,19 +250,13 @@ pub async fn outbox(db: &Db, destination: &str, limit: i64) -> Result<Vec<Queued
 
 /// Forgets outbox messages `destination` has received.
 pub async fn remove_sent(db: &Db, destination: &str, positions: &[i64]) -> Result<(), DbErr> {
-    for chunk in positions.chunks(super::IN_CHUNK) {
-        let mut values: Vec<sea_orm::Value> = vec![destination.into()];
-        values.extend(chunk.iter().map(|p| sea_orm::Value::from(*p)));
-        db.execute(
-            &format!(
-                "DELETE FROM to_device_outbox WHERE destination = $1 AND stream_position IN ({})",
-                super::in_list(2, chunk.len())
-            ),
-            values,
-        )
-        .await?;
-    }
-    Ok(())
+    super::delete_in_chunks(
+        db,
+        "DELETE FROM to_device_outbox WHERE destination = $1 AND stream_position IN (",
+        destination,
+        positions,
+    )
+    .await
 }
 
 /// Servers with outbox messages waiting (their sender resumes at start-up).
