@@ -76,6 +76,28 @@ export MYELIN_BIN="$CARGO_TARGET_DIR/debug/myelin"
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR/sdk-tests" \
   cargo test --locked --manifest-path homeserver/sdk-tests/Cargo.toml
 
+# The operator's kit beyond monitoring: the example nginx site in front of a
+# running server, and the systemd unit.
+echo "== operator's kit: nginx and systemd"
+if [ "$(id -u)" = 0 ]; then
+  for tool in nginx:nginx-light systemd-analyze:systemd; do
+    command -v "${tool%%:*}" >/dev/null && continue
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${tool#*:}" >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${tool#*:}" >/dev/null; }
+  done
+fi
+if command -v nginx >/dev/null; then
+  bash ops/nginx/check.sh
+else
+  echo "nginx not available (not root): skipping the nginx check"
+fi
+if command -v systemd-analyze >/dev/null; then
+  bash ops/systemd/check.sh
+else
+  echo "systemd-analyze not available (not root): skipping the unit check"
+fi
+
 # Fuzz the parse/verify path for a bounded time (FUZZ_SECONDS per target;
 # 0 skips). cargo-fuzz needs nightly flags, which RUSTC_BOOTSTRAP allows on
 # the stable toolchain.
