@@ -310,3 +310,143 @@ async fn three_servers_share_a_room(backend: Backend) {
 }
 
 backend_tests!(three_servers_share_a_room);
+
+/// Waits until `client`'s incremental sync from `since` shows `room` under `leave` with a
+/// membership event for `user` whose membership is `membership`; returns that event.
+async fn wait_for_leave(
+    client: &Client,
+    since: &str,
+    room: &str,
+    user: &str,
+    membership: &str,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, sync) = client
+            .get(&format!("{V3}/sync?timeout=1000&since={since}"))
+            .await;
+        assert_eq!(status, 200, "{sync}");
+        let found = sync["rooms"]["leave"][room]["timeline"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| {
+                e["type"] == "m.room.member"
+                    && e["state_key"] == user
+                    && e["content"]["membership"] == membership
+            })
+            .cloned();
+        if let Some(event) = found {
+            assert!(
+                sync["rooms"]["join"].get(room).is_none(),
+                "{room} is still joined: {sync}"
+            );
+            return event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {membership} of {user} in {room} reached this sync"
+        );
+    }
+}
+
+async fn next_batch(client: &Client) -> String {
+    let (status, sync) = client.get(&format!("{V3}/sync?timeout=0")).await;
+    assert_eq!(status, 200, "{sync}");
+    sync["next_batch"].as_str().expect("next_batch").to_owned()
+}
+
+/// Moderation across servers. Alice on alpha bans Bob, the only member from beta: the ban
+/// still reaches beta (the target's server gets it even though it is no longer in the
+/// room), Bob's sync on beta shows it, beta refuses his messages, and alpha refuses his
+/// rejoin. After an unban he rejoins and chats; a kick then removes him the same way.
+async fn kick_and_ban_across_servers(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (bob_id, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({ "preset": "public_chat" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let join = |bob: Client| {
+        let room = room.clone();
+        async move {
+            bob.post(
+                &format!("{V3}/join/{}?server_name=alpha.test", enc(&room)),
+                &json!({}),
+            )
+            .await
+        }
+    };
+    let (status, resp) = join(bob.clone()).await;
+    assert_eq!(status, 200, "{resp}");
+    send(&bob, &room, "b1", "hello").await;
+    wait_for_bodies(&alice, &room, &["hello"]).await;
+
+    // The ban.
+    let since = next_batch(&bob).await;
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/rooms/{}/ban", enc(&room)),
+            &json!({ "user_id": bob_id, "reason": "spam" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let ban = wait_for_leave(&bob, &since, &room, &bob_id, "ban").await;
+    assert_eq!(ban["sender"], "@alice:alpha.test", "{ban}");
+    assert_eq!(ban["content"]["reason"], "spam", "{ban}");
+    let (status, resp) = bob
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/b2", enc(&room)),
+            &json!({ "msgtype": "m.text", "body": "let me in" }),
+        )
+        .await;
+    assert_eq!(status, 403, "a banned user's message was accepted: {resp}");
+    assert_eq!(resp["errcode"], "M_FORBIDDEN", "{resp}");
+    let refused = join(bob.clone()).await;
+    assert_eq!(refused.0, 403, "a banned user rejoined: {}", refused.1);
+    assert_eq!(refused.1["errcode"], "M_FORBIDDEN", "{}", refused.1);
+    // Nothing of Bob's got into alpha's room.
+    wait_for_bodies(&alice, &room, &["hello"]).await;
+
+    // Unban, rejoin, chat.
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/rooms/{}/unban", enc(&room)),
+            &json!({ "user_id": bob_id }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let (status, resp) = join(bob.clone()).await;
+    assert_eq!(status, 200, "the unbanned user could not rejoin: {resp}");
+    send(&bob, &room, "b3", "thanks").await;
+    wait_for_bodies(&alice, &room, &["hello", "thanks"]).await;
+
+    // The kick.
+    let since = next_batch(&bob).await;
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/rooms/{}/kick", enc(&room)),
+            &json!({ "user_id": bob_id, "reason": "enough" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let kick = wait_for_leave(&bob, &since, &room, &bob_id, "leave").await;
+    assert_eq!(kick["sender"], "@alice:alpha.test", "{kick}");
+    assert_eq!(kick["content"]["reason"], "enough", "{kick}");
+    let (status, resp) = bob
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/b4", enc(&room)),
+            &json!({ "msgtype": "m.text", "body": "again" }),
+        )
+        .await;
+    assert_eq!(status, 403, "a kicked user's message was accepted: {resp}");
+}
+
+backend_tests!(kick_and_ban_across_servers);
