@@ -7,6 +7,7 @@ pub mod config;
 pub mod e2ee;
 pub mod expiring;
 pub mod federation;
+pub mod ignored_users;
 pub mod keys;
 pub mod metrics;
 pub mod notify;

@@ -31,6 +31,7 @@ use super::filter;
 use super::plan::{RoomTimeline, plan, prev_batch, split_timelines};
 use super::token::SyncToken;
 use crate::api::error::ApiError;
+use crate::ignored_users;
 use crate::rooms::format::{self, Viewer};
 use crate::rooms::membership::stripped_state;
 use crate::rooms::visibility::{self, Access};
@@ -94,7 +95,10 @@ pub async fn compute(
     let tl_filter = &p.filter.room.timeline;
     let state_filter = &p.filter.room.state;
     let lazy = !state_filter.lazy_load_options.is_disabled();
-    let cond = filter::timeline_sql(tl_filter, 4);
+    // Ignored users' non-state events are withheld, along with their invites.
+    let ignored = ignored_users::of(db, user).await?;
+    let cond =
+        ignored_users::exclude_from_timeline(filter::timeline_sql(tl_filter, 4), &ignored, 4);
     let tl_ok = |room: &str| {
         RoomId::parse(room).is_ok_and(|r| filter::event_filter_allows_room(tl_filter, &r))
     };
@@ -538,6 +542,9 @@ pub async fn compute(
         ) else {
             continue;
         };
+        if ignored.contains(&row.sender) {
+            continue;
+        }
         let ev = Json::Object(format::bare(row, now_ms)?);
         let events = assemble::invite_state(&ev)
             .iter()

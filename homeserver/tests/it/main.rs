@@ -30,6 +30,7 @@ mod federation_send;
 mod federation_sender;
 mod federation_user_keys;
 mod filters;
+mod ignored_users;
 mod monitoring_kit;
 mod profile_propagation;
 mod public_rooms;

@@ -29,6 +29,7 @@ use super::state::{rows_in_order, state_at_event, visible_state};
 use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
+use crate::ignored_users;
 use crate::rooms::format::{self, Viewer};
 use crate::rooms::visibility::{self, Access};
 use crate::state::AppState;
@@ -115,6 +116,8 @@ struct Reader<'a> {
     room_id: &'a str,
     access: &'a Access,
     filter: &'a RoomEventFilter,
+    /// The reader's ignored users, whose non-state events are withheld.
+    ignored: HashSet<String>,
 }
 
 async fn page(
@@ -129,6 +132,7 @@ async fn page(
         room_id,
         access,
         filter,
+        ignored,
     } = reader;
     let db = state.db();
     let mut out = Vec::new();
@@ -149,6 +153,7 @@ async fn page(
         let batch: Vec<EventRow> = batch
             .into_iter()
             .filter(|r| matches_filter(filter, r))
+            .filter(|r| !ignored_users::hides(ignored, &r.sender, r.state_key.as_deref()))
             .collect();
         out.extend(visibility::filter_events(db, auth.user_id.as_str(), access, batch).await?);
         if exhausted {
@@ -235,6 +240,7 @@ pub async fn messages(
         room_id,
         access: &access,
         filter: &req.filter,
+        ignored: ignored_users::of(state.db(), auth.user_id.as_str()).await?,
     };
     let (rows, next) = page(&reader, range, forward, limit).await?;
     let mut resp = get_message_events::Response::new();
@@ -276,6 +282,7 @@ pub async fn context(
         room_id,
         access: &access,
         filter: &req.filter,
+        ignored: ignored_users::of(state.db(), auth.user_id.as_str()).await?,
     };
     let (before, _) = page(&reader, (0, position - 1), false, before_limit).await?;
     let (after, _) = page(&reader, (position, bound), true, after_limit).await?;
