@@ -216,6 +216,18 @@ impl User {
         self.post("join", &path, &json!({})).await.map(drop)
     }
 
+    /// Joins a room through `server` (a room of another server: ours may
+    /// know nothing of it yet). Both the spec's `via` and the older
+    /// `server_name` are given, for servers that know only one.
+    pub async fn join_via(&self, room_id: &str, server: &str) -> Result<(), ClientError> {
+        let path = format!(
+            "/_matrix/client/v3/join/{}?via={server}&server_name={server}",
+            enc(room_id),
+            server = enc(server)
+        );
+        self.post("join", &path, &json!({})).await.map(drop)
+    }
+
     pub async fn send_text(
         &self,
         room_id: &str,

@@ -8,8 +8,13 @@
 //!   server's process tree and its peak resident memory.
 //! - `initial-sync`: one user in R rooms of N messages each; reports the
 //!   time of a full initial `/sync` from fresh devices.
+//! - `federation`: U users of one server send M messages each into a room
+//!   that O users of another server joined over federation and long-poll;
+//!   reports delivered messages per second, send-to-sync latency across
+//!   the two servers, and each server's CPU per message and peak memory.
 
 mod client;
+mod federation;
 mod procstat;
 mod scenarios;
 mod stats;
@@ -67,6 +72,24 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         repeats: usize,
     },
+    /// Senders on this server (`--url`), observers on another that joins
+    /// the room over federation.
+    Federation {
+        /// The other server's client API base URL.
+        #[arg(long)]
+        remote_url: String,
+        /// PID of the other server's root process.
+        #[arg(long)]
+        remote_pid: Option<u32>,
+        #[arg(long, default_value_t = 10)]
+        users: usize,
+        #[arg(long, default_value_t = 50)]
+        messages: usize,
+        #[arg(long, default_value_t = 3)]
+        observers: usize,
+        #[arg(long, default_value_t = 300)]
+        deadline_secs: u64,
+    },
 }
 
 #[tokio::main]
@@ -101,6 +124,31 @@ async fn main() {
             messages_per_room,
             repeats,
         } => scenarios::initial_sync(&setup, rooms, messages_per_room, repeats).await,
+        Scenario::Federation {
+            remote_url,
+            remote_pid,
+            users,
+            messages,
+            observers,
+            deadline_secs,
+        } => {
+            let remote = scenarios::Setup {
+                hs: client::Homeserver::new(&remote_url),
+                shared_secret: setup.shared_secret.clone(),
+                pid: remote_pid,
+                db_pid: None,
+                run_id: setup.run_id.clone(),
+            };
+            federation::throughput(
+                &setup,
+                &remote,
+                users,
+                messages,
+                observers,
+                std::time::Duration::from_secs(deadline_secs),
+            )
+            .await
+        }
     };
     let report = match report {
         Ok(r) => r,

@@ -12,7 +12,7 @@ use crate::client::{ClientError, Homeserver, User};
 use crate::procstat;
 use crate::stats::{ms, quantile};
 
-const PASSWORD: &str = "loadgen-password-1";
+pub(crate) const PASSWORD: &str = "loadgen-password-1";
 
 /// What every scenario needs.
 pub struct Setup {
@@ -37,7 +37,7 @@ pub fn run_id() -> String {
 impl Setup {
     /// Registers `count` users named `lg<run>_<tag><i>`, four at a time
     /// (password hashing is deliberately slow on every server).
-    async fn register(&self, tag: &str, count: usize) -> Result<Vec<User>, ClientError> {
+    pub(crate) async fn register(&self, tag: &str, count: usize) -> Result<Vec<User>, ClientError> {
         let mut users = Vec::with_capacity(count);
         for chunk_start in (0..count).step_by(4) {
             let mut set = JoinSet::new();
@@ -63,20 +63,20 @@ impl Setup {
     }
 
     /// CPU seconds used so far by the server and its database server.
-    fn cpu(&self) -> Option<f64> {
+    pub(crate) fn cpu(&self) -> Option<f64> {
         let db = self.db_pid.map_or(0.0, procstat::cpu_seconds);
         self.pid.map(|pid| procstat::cpu_seconds(pid) + db)
     }
 }
 
 /// Samples the resident memory of the server's process tree until dropped.
-struct MemorySampler {
+pub(crate) struct MemorySampler {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<u64>,
 }
 
 impl MemorySampler {
-    fn start(pid: Option<u32>) -> Self {
+    pub(crate) fn start(pid: Option<u32>) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let Some(pid) = pid else { return 0 };
@@ -92,14 +92,14 @@ impl MemorySampler {
         Self { stop, task }
     }
 
-    async fn peak(self) -> u64 {
+    pub(crate) async fn peak(self) -> u64 {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()
     }
 }
 
 /// Sends between senders and observers: when each message was sent.
-type SendTimes = Arc<Mutex<HashMap<String, Instant>>>;
+pub(crate) type SendTimes = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// U users send M messages each into one room, all at once; observers
 /// long-poll `/sync` and note when each message reaches them.
@@ -116,27 +116,8 @@ pub async fn messages(
         u.join(&room).await?;
     }
     let total = users.len() * messages;
-    let filter = json!({
-        "room": {
-            "rooms": [room],
-            "timeline": { "limit": 100, "types": ["m.room.message"] },
-            "state": { "lazy_load_members": true },
-        },
-        "presence": { "types": [] },
-        "account_data": { "types": [] },
-    })
-    .to_string();
-
-    // Observers first catch up, so they then wait for new events only.
-    let mut observer_tokens = Vec::new();
-    for u in users.iter().take(observers) {
-        let body = u.sync(None, 0, Some(&filter)).await?;
-        let next = body["next_batch"]
-            .as_str()
-            .ok_or(ClientError::Missing("sync", "next_batch"))?
-            .to_owned();
-        observer_tokens.push((u.clone(), next));
-    }
+    let filter = observer_filter(&room);
+    let observer_tokens = catch_up(&users[..observers.min(users.len())], &filter).await?;
 
     let sampler = MemorySampler::start(setup.pid);
     let baseline_rss = setup.pid.map(procstat::rss_bytes);
@@ -150,10 +131,81 @@ pub async fn messages(
         observer_set.spawn(observe(u, since, filter, total, give_up));
     }
 
+    let send_seconds = send_concurrently(&users, &room, messages, &sent).await?;
+    let heard = hear(observer_set, total, &sent).await?;
+    let mut latencies = heard.latencies;
+    let cpu = cpu_before.zip(setup.cpu()).map(|(b, a)| a - b);
+    let peak_rss = sampler.peak().await;
+
+    let [median, p99, max] = [0.5, 0.99, 1.0].map(|q| quantile(&mut latencies, q).map(ms));
+    Ok(json!({
+        "scenario": "messages",
+        "users": users.len(),
+        "messages_per_user": messages,
+        "messages": total,
+        "observers": observers,
+        "send_seconds": send_seconds,
+        "messages_per_second": if send_seconds > 0.0 { total as f64 / send_seconds } else { 0.0 },
+        "latency_ms": {
+            "median": median,
+            "p99": p99,
+            "max": max,
+            "samples": latencies.len(),
+            "missing": heard.missing,
+            "limited_timelines": heard.limited,
+        },
+        "cpu_seconds": cpu,
+        "cpu_ms_per_message": cpu.map(|c| c * 1000.0 / total.max(1) as f64),
+        "baseline_rss_bytes": baseline_rss,
+        "peak_rss_bytes": setup.pid.map(|_| peak_rss),
+    }))
+}
+
+/// The `/sync` filter observers use: `room`'s messages only.
+pub(crate) fn observer_filter(room: &str) -> String {
+    json!({
+        "room": {
+            "rooms": [room],
+            "timeline": { "limit": 100, "types": ["m.room.message"] },
+            "state": { "lazy_load_members": true },
+        },
+        "presence": { "types": [] },
+        "account_data": { "types": [] },
+    })
+    .to_string()
+}
+
+/// Observers first catch up, so that they then wait for new events only:
+/// each with its `since` token.
+pub(crate) async fn catch_up(
+    observers: &[User],
+    filter: &str,
+) -> Result<Vec<(User, String)>, ClientError> {
+    let mut tokens = Vec::with_capacity(observers.len());
+    for u in observers {
+        let body = u.sync(None, 0, Some(filter)).await?;
+        let next = body["next_batch"]
+            .as_str()
+            .ok_or(ClientError::Missing("sync", "next_batch"))?
+            .to_owned();
+        tokens.push((u.clone(), next));
+    }
+    Ok(tokens)
+}
+
+/// Every user sends `messages` messages into `room`, all starting at once,
+/// noting in `sent` when each body went out; returns the seconds from the
+/// first send to the last answer.
+pub(crate) async fn send_concurrently(
+    users: &[User],
+    room: &str,
+    messages: usize,
+    sent: &SendTimes,
+) -> Result<f64, ClientError> {
     let start_line = Arc::new(Barrier::new(users.len()));
     let mut sender_set = JoinSet::new();
     for (i, u) in users.iter().cloned().enumerate() {
-        let room = room.clone();
+        let room = room.to_owned();
         let sent = sent.clone();
         let start_line = start_line.clone();
         sender_set.spawn(async move {
@@ -178,61 +230,60 @@ pub async fn messages(
             last_send = Some(last_send.map_or(last, |l| l.max(last)));
         }
     }
-    let send_seconds = match (first_send, last_send) {
+    Ok(match (first_send, last_send) {
         (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
         _ => 0.0,
-    };
+    })
+}
 
-    let mut latencies = Vec::with_capacity(total * observers);
-    let mut missing = 0;
-    let mut limited = 0;
+/// What all observers saw of the `total` messages in `sent`.
+pub(crate) struct Heard {
+    /// Send-to-sync latency of every message at every observer.
+    pub(crate) latencies: Vec<Duration>,
+    /// Messages some observer never saw before its deadline.
+    pub(crate) missing: usize,
+    /// Sync responses whose timeline was cut short.
+    pub(crate) limited: usize,
+    /// When the last message reached the last observer.
+    pub(crate) last_seen: Option<Instant>,
+}
+
+/// Waits for the observers and matches what they saw with `sent`.
+pub(crate) async fn hear(
+    mut observers: JoinSet<Result<Seen, ClientError>>,
+    total: usize,
+    sent: &SendTimes,
+) -> Result<Heard, ClientError> {
     let sent = sent.lock().map(|m| m.clone()).unwrap_or_default();
-    while let Some(joined) = observer_set.join_next().await {
+    let mut heard = Heard {
+        latencies: Vec::with_capacity(total * observers.len()),
+        missing: 0,
+        limited: 0,
+        last_seen: None,
+    };
+    while let Some(joined) = observers.join_next().await {
         if let Ok(result) = joined {
             let seen = result?;
-            limited += seen.limited;
-            missing += total.saturating_sub(seen.at.len());
+            heard.limited += seen.limited;
+            heard.missing += total.saturating_sub(seen.at.len());
             for (body, at) in seen.at {
                 if let Some(sent_at) = sent.get(&body) {
-                    latencies.push(at.saturating_duration_since(*sent_at));
+                    heard.latencies.push(at.saturating_duration_since(*sent_at));
+                    heard.last_seen = Some(heard.last_seen.map_or(at, |l| l.max(at)));
                 }
             }
         }
     }
-    let cpu = cpu_before.zip(setup.cpu()).map(|(b, a)| a - b);
-    let peak_rss = sampler.peak().await;
-
-    let [median, p99, max] = [0.5, 0.99, 1.0].map(|q| quantile(&mut latencies, q).map(ms));
-    Ok(json!({
-        "scenario": "messages",
-        "users": users.len(),
-        "messages_per_user": messages,
-        "messages": total,
-        "observers": observers,
-        "send_seconds": send_seconds,
-        "messages_per_second": if send_seconds > 0.0 { total as f64 / send_seconds } else { 0.0 },
-        "latency_ms": {
-            "median": median,
-            "p99": p99,
-            "max": max,
-            "samples": latencies.len(),
-            "missing": missing,
-            "limited_timelines": limited,
-        },
-        "cpu_seconds": cpu,
-        "cpu_ms_per_message": cpu.map(|c| c * 1000.0 / total.max(1) as f64),
-        "baseline_rss_bytes": baseline_rss,
-        "peak_rss_bytes": setup.pid.map(|_| peak_rss),
-    }))
+    Ok(heard)
 }
 
 /// What one observer saw: when each message body first reached it.
-struct Seen {
-    at: HashMap<String, Instant>,
-    limited: usize,
+pub(crate) struct Seen {
+    pub(crate) at: HashMap<String, Instant>,
+    pub(crate) limited: usize,
 }
 
-async fn observe(
+pub(crate) async fn observe(
     user: User,
     mut since: String,
     filter: String,
