@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod announce;
+pub mod backfill;
 pub mod backoff;
 pub mod edus;
 pub mod invite;

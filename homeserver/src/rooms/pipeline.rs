@@ -370,7 +370,10 @@ impl<'a> RoomGuard<'a> {
         } else {
             None
         };
-        let stream = reservation.as_ref().map(|r| r.position);
+        let stream = match write.status {
+            Status::Backfilled(position) => Some(position),
+            _ => reservation.as_ref().map(|r| r.position),
+        };
         let tx = db.begin_write().await?;
         if let Some(new_room) = &write.new_room {
             rooms::insert(
@@ -410,7 +413,7 @@ impl<'a> RoomGuard<'a> {
         )
         .await?;
         events::insert_edges(&tx, event_nid, &prev_events, &auth_events).await?;
-        if let Some(stream) = stream {
+        if let (true, Some(stream)) = (timeline, stream) {
             storage::push_actions::insert(&tx, room_id, stream, &push_actions).await?;
             storage::push_actions::on_membership(&tx, room_id, pdu).await?;
         }
@@ -575,6 +578,9 @@ pub(crate) enum Status {
     Rejected(String),
     /// Fetched for an auth chain or a state: no state, no timeline.
     Outlier,
+    /// History from `/backfill`: at this (negative) stream position, with
+    /// its state, but no push actions, no extremity, no current state.
+    Backfilled(i64),
 }
 
 /// Who holds a key of the new current state.

@@ -21,6 +21,7 @@ mod e2ee_device_deletion;
 mod e2ee_olm_story;
 mod e2ee_sync_story;
 mod federation_auth;
+mod federation_backfill;
 mod federation_chat;
 mod federation_e2ee;
 mod federation_keys;

@@ -49,6 +49,7 @@
 //! reason, so the sender may offer it again. One bad PDU never stops the
 //! others: only database errors end the call.
 
+mod backfill;
 mod check;
 mod fetch;
 mod joined;
@@ -69,6 +70,7 @@ use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::storage::{events, rooms};
 
+pub use backfill::MAX_BACKFILL_PDUS;
 pub use fetch::{BoxFuture, KeySource, RemoteError, RemoteEvents, StateIds};
 pub use joined::{NoRemote, RoomStateAnswer};
 

@@ -19,7 +19,7 @@ use crate::storage::state::{self as state_store, NewSnapshot};
 use crate::storage::{events, rooms};
 
 impl<K: KeySource> Ingest<'_, '_, K> {
-    fn write_of<'p>(
+    pub(super) fn write_of<'p>(
         &self,
         pdu: &'p Pdu,
         status: Status,
@@ -40,7 +40,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
 
     /// For a state event placed in the graph: its key and the snapshot
     /// after it, and the event it replaced in the state before it.
-    async fn own_state(
+    pub(super) async fn own_state(
         &self,
         pdu: &Pdu,
         before: &StateAt,
@@ -127,7 +127,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
     /// Whether a received redaction may be applied (the spec leaves this
     /// to servers; as Synapse): the redacter's server sent the target, or
     /// the redacter has the `redact` level in the state before it.
-    async fn may_redact(
+    pub(super) async fn may_redact(
         &self,
         pdu: &Pdu,
         target: &str,
