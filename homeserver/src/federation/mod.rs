@@ -13,6 +13,7 @@ pub mod join;
 pub mod keys;
 pub mod knock;
 pub mod leave;
+pub mod public_rooms;
 pub mod query;
 pub mod remote_events;
 pub mod remote_keys;
