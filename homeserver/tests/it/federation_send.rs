@@ -6,7 +6,9 @@
 //! forged event and an event alpha cannot speak for are errors in the
 //! answer and are not stored; alpha's read receipts and device list
 //! changes reach Bob's sync; once the room's ACL denies alpha, its PDUs and
-//! EDUs for the room are refused.
+//! EDUs for the room are refused. Events whose content was changed after
+//! signing are stored redacted and leave the room's state intact; an event
+//! from a user who is not in the room is rejected.
 
 use crate::common::federation::{ActAs, Federation, RoomView, pdu_json};
 use crate::common::{Backend, Client, create_user, enc};
@@ -331,3 +333,167 @@ async fn remote_user_talks_in_a_local_room(backend: Backend) {
 }
 
 backend_tests!(remote_user_talks_in_a_local_room);
+
+/// The state of a room as `client` reads it: `(type, state_key)` to content.
+async fn state_contents(
+    client: &Client,
+    room: &str,
+) -> std::collections::BTreeMap<(String, String), Value> {
+    let (status, body) = client
+        .get(&format!("{V3}/rooms/{}/state", enc(room)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .expect("state")
+        .iter()
+        .map(|e| {
+            let key = (
+                e["type"].as_str().expect("type").to_owned(),
+                e["state_key"].as_str().expect("state_key").to_owned(),
+            );
+            (key, e["content"].clone())
+        })
+        .collect()
+}
+
+/// Alpha sends beta events whose content was changed after signing (the signatures still
+/// hold: they cover the redacted form) and an event from a user who is not in the room.
+/// The tampered events are stored redacted, as the spec says, and the room goes on with its
+/// state intact; the outsider's event is rejected and never shown.
+async fn tampered_and_outsider_events(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let beta = &fed["beta.test"];
+    let alpha = ActAs::new(&fed["alpha.test"]);
+    let (_, bob_token) = create_user(beta, "bob").await;
+    let bob = beta.client().with_token(&bob_token);
+    let (status, body) = bob
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({"preset": "public_chat", "name": "Intact"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = body["room_id"].as_str().expect("room id").to_owned();
+    let a = "@a:alpha.test";
+    let (mut view, join) =
+        crate::common::federation::join_via_send(&fed, beta, &alpha, &bob, &room, a).await;
+    let state_before = state_contents(&bob, &room).await;
+    let since = sync(&bob, None).await["next_batch"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    // A message and a member event (a display name), each changed after signing.
+    let message = view.event(
+        &alpha,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "as signed"}),
+        &[join.event_id().to_string()],
+        51,
+    );
+    let mut tampered_message = pdu_json(&message);
+    tampered_message["content"]["body"] = json!("changed on the way");
+    let rename = view.event(
+        &alpha,
+        a,
+        "m.room.member",
+        Some(a),
+        json!({"membership": "join", "displayname": "Alpha A"}),
+        &[message.event_id().to_string()],
+        52,
+    );
+    let mut tampered_rename = pdu_json(&rename);
+    tampered_rename["content"]["displayname"] = json!("Mallory");
+    // @c is not in the room.
+    let outsider = view.event(
+        &alpha,
+        "@c:alpha.test",
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "let me in"}),
+        &[rename.event_id().to_string()],
+        53,
+    );
+    let (status, body) = alpha
+        .send_txn(
+            &fed,
+            beta,
+            "hostile1",
+            &[tampered_message, tampered_rename, pdu_json(&outsider)],
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", beta.log());
+    // Redacted, but accepted: the event IDs are those of the signed events.
+    for ok in [&message, &rename] {
+        assert_eq!(pdu_result(&body, ok.event_id().as_str()), &json!({}), "{body}");
+    }
+    let refused = pdu_result(&body, outsider.event_id().as_str());
+    assert!(refused["error"].is_string(), "{body}");
+
+    // Bob reads the two events with their content stripped, and not the outsider's.
+    let after = sync(&bob, Some(&since)).await;
+    assert_eq!(
+        timeline_ids(&after, &room),
+        [message.event_id().to_string(), rename.event_id().to_string()],
+        "{after}"
+    );
+    let events = &after["rooms"]["join"][room.as_str()]["timeline"]["events"];
+    assert_eq!(events[0]["content"], json!({}), "{after}");
+    assert_eq!(events[1]["content"], json!({"membership": "join"}), "{after}");
+    let (status, body) = bob
+        .get(&format!(
+            "{V3}/rooms/{}/event/{}",
+            enc(&room),
+            enc(message.event_id().as_str())
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["content"], json!({}));
+    let (status, _) = bob
+        .get(&format!(
+            "{V3}/rooms/{}/event/{}",
+            enc(&room),
+            enc(outsider.event_id().as_str())
+        ))
+        .await;
+    assert_eq!(status, 404);
+
+    // The room's state: only @a's member event changed (to its redacted form); @c is
+    // nowhere; the room still works for both sides.
+    let state_after = state_contents(&bob, &room).await;
+    let member_a = ("m.room.member".to_owned(), a.to_owned());
+    assert_eq!(state_after[&member_a], json!({"membership": "join"}));
+    let mut expected = state_before.clone();
+    expected.insert(member_a, json!({"membership": "join"}));
+    assert_eq!(state_after, expected);
+    view.state.insert(
+        ("m.room.member".into(), a.into()),
+        rename.event_id().to_string(),
+    );
+    let fine = view.event(
+        &alpha,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "still here"}),
+        &[rename.event_id().to_string()],
+        54,
+    );
+    let (status, body) = alpha
+        .send_txn(&fed, beta, "hostile2", &[pdu_json(&fine)], &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(pdu_result(&body, fine.event_id().as_str()), &json!({}), "{body}");
+    let (status, body) = bob
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/b1", enc(&room)),
+            &json!({"msgtype": "m.text", "body": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+backend_tests!(tampered_and_outsider_events);
