@@ -2,7 +2,8 @@
 //! alpha joins Bob's rooms on beta (room versions 11 and 12) and leaves again; Bob invites
 //! Alice, she sees the invite on alpha and accepts it by joining through beta. After each
 //! step both servers hold the same room state (the same event IDs). Beta refuses hostile
-//! `make_join` / `send_join` requests and stores nothing of them.
+//! `make_join` / `send_join` requests and stores nothing of them. A join beta accepts
+//! through `send_join` reaches the room's other servers, also one that was down.
 
 use std::collections::BTreeSet;
 
@@ -657,7 +658,62 @@ async fn hostile_joins_are_refused(backend: Backend) {
     assert!(joined_members(&bob, &room).await.contains(eve));
 }
 
+/// Carol on gamma joins Bob's room on beta while alpha, also in the room, is down. Beta
+/// relays her join, which only beta has, to alpha in the transaction that stores it; alpha
+/// gets it once it is back.
+async fn a_join_through_send_join_reaches_the_other_servers(backend: Backend) {
+    let mut fed = Federation::start_with(
+        backend,
+        &["alpha.test", "beta.test", "gamma.test"],
+        &[(
+            "MYELIN__FEDERATION__DESTINATION_MIN_RETRY_INTERVAL_MS",
+            "300",
+        )],
+    )
+    .await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let (_, carol_token) = create_user(&fed["gamma.test"], "carol").await;
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let carol = fed["gamma.test"].client().with_token(&carol_token);
+    let room = create_room(&bob, json!({"preset": "public_chat", "name": "Three"})).await;
+    join_and_compare(&alice, &bob, &room, Some("beta.test")).await;
+
+    let alpha_index = fed
+        .servers
+        .iter()
+        .position(|s| s.name == "alpha.test")
+        .expect("alpha");
+    fed.servers[alpha_index].server.kill();
+    let (status, resp) = carol
+        .post(
+            &format!("{V3}/join/{}?server_name=beta.test", enc(&room)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(joined_members(&bob, &room).await.contains("@carol:gamma.test"));
+
+    fed.servers[alpha_index].server.restart().await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if joined_members(&alice, &room).await.contains("@carol:gamma.test") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alpha never got carol's join\n{}",
+            fed["beta.test"].log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(state_ids(&alice, &room).await, state_ids(&bob, &room).await);
+}
+
 backend_tests!(
+    a_join_through_send_join_reaches_the_other_servers,
     join_a_room_of_another_server_and_leave,
     join_a_version_12_room,
     invite_a_user_of_another_server,

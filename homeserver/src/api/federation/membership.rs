@@ -271,14 +271,13 @@ async fn accept(
     // Refused before anything is stored when the current state does not
     // allow it (the inbound pipeline would store it as rejected).
     check_current(state, version, room_id, &pdu).await?;
+    // Accepted, it is queued for the room's other servers in the same
+    // transaction.
     let outcome = guard
-        .ingest(state, origin, vec![pdu.json().clone()], &keys, &NoRemote)
+        .ingest_relayed(state, origin, vec![pdu.json().clone()], &keys, &NoRemote)
         .await?;
     match outcome.into_iter().next().map(|(_, o)| o) {
-        Some(Outcome::Accepted) => {
-            crate::federation::announce::relay(state, room_id, pdu.event_id(), origin).await?;
-            Ok((pdu, state_before))
-        }
+        Some(Outcome::Accepted) => Ok((pdu, state_before)),
         Some(other) => Err(ApiError::forbidden(format!(
             "Event not accepted: {other:?}"
         ))),

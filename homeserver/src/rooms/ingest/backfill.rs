@@ -68,6 +68,7 @@ impl RoomGuard<'_> {
             keys,
             remote,
             fetched: AtomicUsize::new(0),
+            relay_from: None,
         };
 
         let mut parsed = Vec::new();

@@ -96,6 +96,7 @@ impl RoomGuard<'_> {
             keys,
             remote: &NoRemote,
             fetched: AtomicUsize::new(0),
+            relay_from: None,
         };
         cx.enter(answer).await
     }
@@ -268,6 +269,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
                 creator,
                 is_public: false,
             }),
+            relay_from: None,
         };
         self.guard.write(self.state, write).await?;
         Ok(())

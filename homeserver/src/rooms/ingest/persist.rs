@@ -20,7 +20,7 @@ use crate::storage::{events, rooms};
 
 impl<K: KeySource> Ingest<'_, '_, K> {
     pub(super) fn write_of<'p>(
-        &self,
+        &'p self,
         pdu: &'p Pdu,
         status: Status,
         before: Option<&StateAt>,
@@ -35,6 +35,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
             redaction: None,
             txn: None,
             new_room: None,
+            relay_from: self.relay_from,
         }
     }
 
