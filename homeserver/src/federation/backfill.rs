@@ -93,8 +93,11 @@ pub async fn backfill_room(state: &AppState, room_id: &RoomId) -> Result<usize, 
         .take(MAX_SERVERS)
         .collect();
     for server in servers {
-        let request =
-            get_backfill::v1::Request::new(room_id.to_owned(), v.clone(), UInt::from(BACKFILL_LIMIT));
+        let request = get_backfill::v1::Request::new(
+            room_id.to_owned(),
+            v.clone(),
+            UInt::from(BACKFILL_LIMIT),
+        );
         let client = state.federation().client();
         let answer = tokio::time::timeout(
             REQUEST_TIMEOUT,
@@ -115,9 +118,7 @@ pub async fn backfill_room(state: &AppState, room_id: &RoomId) -> Result<usize, 
         let objects: Vec<_> = pdus
             .iter()
             .take(MAX_BACKFILL_PDUS)
-            .filter_map(|raw| {
-                myelin_proto::canonical_json::parse_object(raw.get().as_bytes()).ok()
-            })
+            .filter_map(|raw| myelin_proto::canonical_json::parse_object(raw.get().as_bytes()).ok())
             .collect();
         if objects.is_empty() {
             continue;

@@ -5,10 +5,10 @@
 //! do when there is no filter). A server we cannot reach is a 502, one
 //! that does not exist a 404, as for the other queries.
 
+use ruma::ServerName;
 use ruma::UInt;
 use ruma::api::federation::directory::{get_public_rooms, get_public_rooms_filtered};
 use ruma::directory::{Filter, PublicRoomsChunk, RoomNetwork};
-use ruma::ServerName;
 
 use super::query::remote_error;
 use crate::api::error::ApiError;

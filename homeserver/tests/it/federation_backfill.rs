@@ -113,7 +113,10 @@ async fn shared_history_is_backfilled_in_order(backend: Backend) {
     bodies.reverse();
     let want: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
     assert_eq!(bodies, want);
-    assert!(pages >= 5, "30 messages take at least 5 pages of 7: {pages}");
+    assert!(
+        pages >= 5,
+        "30 messages take at least 5 pages of 7: {pages}"
+    );
     let joins: Vec<&Value> = events
         .iter()
         .filter(|e| e["type"] == "m.room.member" && e["state_key"] == bob_id.as_str())
@@ -123,7 +126,10 @@ async fn shared_history_is_backfilled_in_order(backend: Backend) {
 
     // Forwards from the start reads the same history in order.
     let (status, resp) = bob
-        .get(&format!("{V3}/rooms/{}/messages?dir=f&limit=100", enc(&room)))
+        .get(&format!(
+            "{V3}/rooms/{}/messages?dir=f&limit=100",
+            enc(&room)
+        ))
         .await;
     assert_eq!(status, 200, "{resp}");
     assert_eq!(

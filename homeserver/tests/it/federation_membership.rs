@@ -693,13 +693,20 @@ async fn a_join_through_send_join_reaches_the_other_servers(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200, "{resp}");
-    assert!(joined_members(&bob, &room).await.contains("@carol:gamma.test"));
+    assert!(
+        joined_members(&bob, &room)
+            .await
+            .contains("@carol:gamma.test")
+    );
 
     fed.servers[alpha_index].server.restart().await;
     let alice = fed["alpha.test"].client().with_token(&alice_token);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        if joined_members(&alice, &room).await.contains("@carol:gamma.test") {
+        if joined_members(&alice, &room)
+            .await
+            .contains("@carol:gamma.test")
+        {
             break;
         }
         assert!(

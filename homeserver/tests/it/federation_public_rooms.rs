@@ -37,7 +37,10 @@ async fn directory_of_another_server(backend: Backend) {
     }
     // A private room stays out of the directory.
     let (status, resp) = alice
-        .post(&format!("{V3}/createRoom"), &json!({ "name": "Alpha secret" }))
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({ "name": "Alpha secret" }),
+        )
         .await;
     assert_eq!(status, 200, "{resp}");
 
@@ -96,9 +99,7 @@ async fn directory_of_another_server(backend: Backend) {
     assert_eq!(ids(&resp).len(), 2, "{resp}");
 
     // Our own name is the local directory; a server that does not exist is not found.
-    let (status, resp) = bob
-        .get(&format!("{V3}/publicRooms?server=beta.test"))
-        .await;
+    let (status, resp) = bob.get(&format!("{V3}/publicRooms?server=beta.test")).await;
     assert_eq!(status, 200, "{resp}");
     assert!(ids(&resp).is_empty(), "{resp}");
     let (status, resp) = bob

@@ -339,9 +339,7 @@ async fn state_contents(
     client: &Client,
     room: &str,
 ) -> std::collections::BTreeMap<(String, String), Value> {
-    let (status, body) = client
-        .get(&format!("{V3}/rooms/{}/state", enc(room)))
-        .await;
+    let (status, body) = client.get(&format!("{V3}/rooms/{}/state", enc(room))).await;
     assert_eq!(status, 200, "{body}");
     body.as_array()
         .expect("state")
@@ -428,7 +426,11 @@ async fn tampered_and_outsider_events(backend: Backend) {
     assert_eq!(status, 200, "{body}\n{}", beta.log());
     // Redacted, but accepted: the event IDs are those of the signed events.
     for ok in [&message, &rename] {
-        assert_eq!(pdu_result(&body, ok.event_id().as_str()), &json!({}), "{body}");
+        assert_eq!(
+            pdu_result(&body, ok.event_id().as_str()),
+            &json!({}),
+            "{body}"
+        );
     }
     let refused = pdu_result(&body, outsider.event_id().as_str());
     assert!(refused["error"].is_string(), "{body}");
@@ -437,12 +439,19 @@ async fn tampered_and_outsider_events(backend: Backend) {
     let after = sync(&bob, Some(&since)).await;
     assert_eq!(
         timeline_ids(&after, &room),
-        [message.event_id().to_string(), rename.event_id().to_string()],
+        [
+            message.event_id().to_string(),
+            rename.event_id().to_string()
+        ],
         "{after}"
     );
     let events = &after["rooms"]["join"][room.as_str()]["timeline"]["events"];
     assert_eq!(events[0]["content"], json!({}), "{after}");
-    assert_eq!(events[1]["content"], json!({"membership": "join"}), "{after}");
+    assert_eq!(
+        events[1]["content"],
+        json!({"membership": "join"}),
+        "{after}"
+    );
     let (status, body) = bob
         .get(&format!(
             "{V3}/rooms/{}/event/{}",
@@ -486,7 +495,11 @@ async fn tampered_and_outsider_events(backend: Backend) {
         .send_txn(&fed, beta, "hostile2", &[pdu_json(&fine)], &[])
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(pdu_result(&body, fine.event_id().as_str()), &json!({}), "{body}");
+    assert_eq!(
+        pdu_result(&body, fine.event_id().as_str()),
+        &json!({}),
+        "{body}"
+    );
     let (status, body) = bob
         .put(
             &format!("{V3}/rooms/{}/send/m.room.message/b1", enc(&room)),

@@ -27,10 +27,10 @@ use ruma::room::{JoinRuleKind, RoomType};
 use ruma::{OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, ServerName};
 
 use super::power;
-use crate::federation::public_rooms::{Query, remote_public_rooms};
 use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
+use crate::federation::public_rooms::{Query, remote_public_rooms};
 use crate::state::AppState;
 use crate::storage::{directory, rooms};
 
