@@ -354,13 +354,31 @@ async fn knock_on_a_room_of_another_server(backend: Backend) {
     assert_eq!(knock["content"]["reason"], "let me in");
     let sync = initial_sync(&alice).await;
     let knocked = &sync["rooms"]["knock"][&room]["knock_state"]["events"];
+    let knocked = knocked.as_array().unwrap_or_else(|| panic!("{sync}"));
     assert!(
         knocked
-            .as_array()
-            .unwrap_or_else(|| panic!("{sync}"))
             .iter()
             .any(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "knock"),
-        "{knocked}"
+        "{knocked:?}"
+    );
+    // The room as beta described it in its send_knock answer: alpha holds none of its state.
+    assert!(
+        knocked
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock knock"),
+        "{knocked:?}"
+    );
+    assert!(
+        knocked
+            .iter()
+            .any(|e| e["type"] == "m.room.join_rules" && e["content"]["join_rule"] == "knock"),
+        "{knocked:?}"
+    );
+    assert!(
+        knocked
+            .iter()
+            .all(|e| e.get("event_id").is_none() && e.get("signatures").is_none()),
+        "stripped state only: {knocked:?}"
     );
 
     // Bob lets her in by inviting her; she joins through beta.
