@@ -1,9 +1,11 @@
 //! Leaving a room over federation, when no other local user is in it (or
 //! rejecting an invite to a room we are not in): `make_leave` and
 //! `send_leave` on a resident server, then our leave stored like any
-//! member event of ours.
+//! member event of ours. When no resident server answers, an invite or a
+//! knock is rejected locally, as Synapse does.
 
-use myelin_proto::RoomVersion;
+use myelin_proto::canonical_json;
+use myelin_proto::{Pdu, PduBuilder, RoomVersion};
 use ruma::api::federation::membership::{create_leave_event, prepare_leave_event};
 use ruma::{OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 
@@ -56,12 +58,77 @@ pub async fn leave_remote(
     reason: Option<&str>,
 ) -> Result<(), ApiError> {
     let servers = resident_servers(state, room_id, user_id).await?;
-    super::join::first_that_answers(
+    let remote = super::join::first_that_answers(
         &servers,
         "No known servers to leave the room through",
         |server| leave_through(state, user_id, room_id, server, reason),
     )
-    .await
+    .await;
+    let Err(e) = remote else {
+        return Ok(());
+    };
+    // As Synapse: an invite (or a knock) that no resident server takes
+    // back is still rejected here, so the user is not stuck with it.
+    match out_of_band_leave(state, user_id, room_id, reason).await? {
+        true => {
+            tracing::info!(%room_id, %user_id, error = ?e, "invite rejected locally");
+            Ok(())
+        }
+        false => Err(e),
+    }
+}
+
+/// Rejects `user_id`'s pending invite or knock in `room_id` on this server
+/// only: a leave of ours citing the invite (or knock) as its prev and auth
+/// event, stored like the invite was, and never sent (the other servers
+/// would not accept it; Synapse's "out-of-band" leave). `false` when the
+/// user has no pending invite or knock here.
+async fn out_of_band_leave(
+    state: &AppState,
+    user_id: &UserId,
+    room_id: &RoomId,
+    reason: Option<&str>,
+) -> Result<bool, ApiError> {
+    let db = state.db();
+    let Some(m) = memberships::get(db, room_id.as_str(), user_id.as_str()).await? else {
+        return Ok(false);
+    };
+    if !matches!(m.membership.as_str(), "invite" | "knock") {
+        return Ok(false);
+    }
+    let Some(row) = events::get(db, &m.event_id).await? else {
+        return Ok(false);
+    };
+    // We may hold nothing else of the room: its version is the one under
+    // which the stored event has the ID it was stored with.
+    let Some(pending) = RoomVersion::ALL.into_iter().find_map(|version| {
+        let obj = canonical_json::parse_object(row.json.as_bytes()).ok()?;
+        let pdu = Pdu::from_object(version, obj).ok()?;
+        (pdu.event_id().as_str() == row.event_id).then_some(pdu)
+    }) else {
+        return Ok(false);
+    };
+    let content = member_content(state, user_id, "leave", reason).await?;
+    let mut builder = PduBuilder::new(
+        "m.room.member",
+        Some(user_id.as_str()),
+        content,
+        user_id,
+        Some(room_id),
+    );
+    builder.prev_events = vec![pending.event_id().to_owned()];
+    builder.auth_events = vec![pending.event_id().to_owned()];
+    builder.depth = pending.depth().saturating_add(1);
+    builder.origin_server_ts = crate::time::now_ms();
+    let leave = builder
+        .build(
+            pending.room_version(),
+            state.server_name().as_str(),
+            state.signing_key(),
+        )
+        .map_err(|e| ApiError::internal("out-of-band leave", e))?;
+    store_member_event(state, room_id, &leave).await?;
+    Ok(true)
 }
 
 async fn leave_through(

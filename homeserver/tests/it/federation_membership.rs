@@ -3,7 +3,8 @@
 //! Alice, she sees the invite on alpha and accepts it by joining through beta. After each
 //! step both servers hold the same room state (the same event IDs). Beta refuses hostile
 //! `make_join` / `send_join` requests and stores nothing of them. A join beta accepts
-//! through `send_join` reaches the room's other servers, also one that was down.
+//! through `send_join` reaches the room's other servers, also one that was down; an invite
+//! whose server is gone is still rejected, locally.
 
 use std::collections::BTreeSet;
 
@@ -737,8 +738,90 @@ async fn a_join_through_send_join_reaches_the_other_servers(backend: Backend) {
     assert_eq!(state_ids(&alice, &room).await, state_ids(&bob, &room).await);
 }
 
+/// Bob on beta invites Alice on alpha; beta goes away. Alice still declines: no resident
+/// server answers, so alpha rejects the invite locally (as Synapse does) and it leaves her
+/// sync. Once beta is back, Bob can invite her again and she joins.
+async fn reject_an_invite_when_its_server_is_gone(backend: Backend) {
+    let mut fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let room = create_room(&bob, json!({"preset": "private_chat", "name": "Gone"})).await;
+    let (status, resp) = bob
+        .post(
+            &format!("{V3}/rooms/{}/invite", enc(&room)),
+            &json!({"user_id": "@alice:alpha.test"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let sync = initial_sync(&alice).await;
+    assert!(sync["rooms"]["invite"].get(&room).is_some(), "{sync}");
+    let since = sync["next_batch"].as_str().expect("next_batch").to_owned();
+
+    let beta_index = fed
+        .servers
+        .iter()
+        .position(|s| s.name == "beta.test")
+        .expect("beta");
+    fed.servers[beta_index].server.kill();
+    let (status, resp) = alice
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["alpha.test"].log());
+
+    let sync = initial_sync(&alice).await;
+    assert!(sync["rooms"]["invite"].get(&room).is_none(), "{sync}");
+    let (status, later) = alice
+        .get(&format!("{V3}/sync?timeout=0&since={}", enc(&since)))
+        .await;
+    assert_eq!(status, 200, "{later}");
+    assert!(later["rooms"]["invite"].get(&room).is_none(), "{later}");
+    assert!(later["rooms"]["leave"].get(&room).is_some(), "{later}");
+    // Leaving again changes nothing.
+    let (status, resp) = alice
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let since = later["next_batch"].as_str().expect("next_batch").to_owned();
+
+    // Beta is back (it never heard of the rejection): Bob invites her again, she sees the
+    // new invite and joins through beta.
+    fed.servers[beta_index].server.restart().await;
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let (status, resp) = bob
+        .post(
+            &format!("{V3}/rooms/{}/invite", enc(&room)),
+            &json!({"user_id": "@alice:alpha.test", "reason": "second try"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["beta.test"].log());
+    let (status, again) = alice
+        .get(&format!("{V3}/sync?timeout=0&since={}", enc(&since)))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    let invite = &again["rooms"]["invite"][&room]["invite_state"]["events"];
+    assert!(
+        invite.as_array().is_some_and(|events| events
+            .iter()
+            .any(|e| { e["type"] == "m.room.member" && e["content"]["reason"] == "second try" })),
+        "{again}"
+    );
+    let (status, resp) = alice
+        .post(&format!("{V3}/join/{}", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["alpha.test"].log());
+    assert!(
+        joined_members(&bob, &room)
+            .await
+            .contains("@alice:alpha.test")
+    );
+    assert_eq!(state_ids(&alice, &room).await, state_ids(&bob, &room).await);
+}
+
 backend_tests!(
     a_join_through_send_join_reaches_the_other_servers,
+    reject_an_invite_when_its_server_is_gone,
     join_a_room_of_another_server_and_leave,
     join_a_version_12_room,
     invite_a_user_of_another_server,
