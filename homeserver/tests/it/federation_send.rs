@@ -8,7 +8,8 @@
 //! changes reach Bob's sync; once the room's ACL denies alpha, its PDUs and
 //! EDUs for the room are refused. Events whose content was changed after
 //! signing are stored redacted and leave the room's state intact; an event
-//! from a user who is not in the room is rejected.
+//! from a user who is not in the room is rejected. A banned user's message citing the
+//! events before the ban is soft-failed: stored, never shown, never cited by beta.
 
 use crate::common::federation::{ActAs, Federation, RoomView, pdu_json};
 use crate::common::{Backend, Client, create_user, enc};
@@ -510,3 +511,168 @@ async fn tampered_and_outsider_events(backend: Backend) {
 }
 
 backend_tests!(tampered_and_outsider_events);
+
+/// The `prev_events` of `event_id` as beta serves it over federation (asked as alpha).
+async fn prev_events_on_beta(fed: &Federation, alpha: &ActAs, event_id: &str) -> Vec<String> {
+    let uri = format!("/_matrix/federation/v1/event/{}", enc(event_id));
+    let (status, body) = alpha
+        .request(fed, &fed["beta.test"], "GET", &uri, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut prevs = strings_of(&body["pdus"][0]["prev_events"]);
+    prevs.sort();
+    prevs
+}
+
+/// The event IDs `/messages` gives `client`, newest first.
+async fn messages_ids(client: &Client, room: &str) -> Vec<String> {
+    let (status, body) = client
+        .get(&format!("{V3}/rooms/{}/messages?dir=b&limit=50", enc(room)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Spec "Soft failure": Bob bans @a of alpha; alpha then sends a message of @a citing the
+/// event before the ban. It is allowed by the state before it but not by the room's
+/// current state, so beta stores it soft-failed: it is accepted in the transaction, but
+/// never shown to Bob (`/sync`, `/messages`) and never cited by beta's next event. An
+/// event of @b (also of alpha) citing both beta's event and the soft-failed one is handled
+/// as normal: shown, with @a still banned, and the only event beta's next one cites.
+async fn soft_failed_events_stay_out_of_sight(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let beta = &fed["beta.test"];
+    let alpha = ActAs::new(&fed["alpha.test"]);
+    let (_, bob_token) = create_user(beta, "bob").await;
+    let bob = beta.client().with_token(&bob_token);
+    let (status, body) = bob
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({"preset": "public_chat", "name": "Soft"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = body["room_id"].as_str().expect("room id").to_owned();
+    let (a, b) = ("@a:alpha.test", "@b:alpha.test");
+    crate::common::federation::join_via_send(&fed, beta, &alpha, &bob, &room, a).await;
+    let (view, join_b) =
+        crate::common::federation::join_via_send(&fed, beta, &alpha, &bob, &room, b).await;
+
+    let (status, body) = bob
+        .post(
+            &format!("{V3}/rooms/{}/ban", enc(&room)),
+            &json!({"user_id": a, "reason": "enough"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ban = latest_event(&bob, &room).await;
+    let since = sync(&bob, None).await["next_batch"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    // @a evades the ban: a message citing the events before it (the view still has her
+    // join, so the message's auth events are those of the state before it).
+    let evading = view.event(
+        &alpha,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "still talking"}),
+        &[join_b.event_id().to_string()],
+        52,
+    );
+    let (status, body) = alpha
+        .send_txn(&fed, beta, "soft1", &[pdu_json(&evading)], &[])
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", beta.log());
+    assert_eq!(
+        pdu_result(&body, evading.event_id().as_str()),
+        &json!({}),
+        "soft failure is not an error: {body}"
+    );
+    // Stored (other servers may fetch it), but Bob never sees it.
+    assert!(beta_has(&fed, &alpha, evading.event_id().as_str()).await);
+    let after = sync(&bob, Some(&since)).await;
+    assert!(
+        !timeline_ids(&after, &room).contains(&evading.event_id().to_string()),
+        "{after}"
+    );
+    let full = sync(&bob, None).await;
+    assert!(
+        !timeline_ids(&full, &room).contains(&evading.event_id().to_string()),
+        "{full}"
+    );
+    let seen = messages_ids(&bob, &room).await;
+    assert!(!seen.contains(&evading.event_id().to_string()), "{seen:?}");
+    assert_eq!(seen[0], ban, "{seen:?}");
+    let since = after["next_batch"].as_str().expect("token").to_owned();
+
+    // Beta's next event follows the ban alone, not the soft-failed message.
+    let (status, body) = bob
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/s1", enc(&room)),
+            &json!({"msgtype": "m.text", "body": "after the ban"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let bobs = body["event_id"].as_str().expect("event id").to_owned();
+    assert_eq!(
+        prev_events_on_beta(&fed, &alpha, &bobs).await,
+        [ban.clone()]
+    );
+
+    // @b's event cites Bob's message and the soft-failed one: handled as normal.
+    let merge = view.event(
+        &alpha,
+        b,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "merging"}),
+        &[bobs.clone(), evading.event_id().to_string()],
+        54,
+    );
+    let (status, body) = alpha
+        .send_txn(&fed, beta, "soft2", &[pdu_json(&merge)], &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        pdu_result(&body, merge.event_id().as_str()),
+        &json!({}),
+        "{body}\n{}",
+        beta.log()
+    );
+    let after = sync(&bob, Some(&since)).await;
+    let ids = timeline_ids(&after, &room);
+    assert!(ids.contains(&merge.event_id().to_string()), "{after}");
+    assert!(!ids.contains(&evading.event_id().to_string()), "{after}");
+    let seen = messages_ids(&bob, &room).await;
+    assert_eq!(seen[0], merge.event_id().to_string(), "{seen:?}");
+    assert!(!seen.contains(&evading.event_id().to_string()), "{seen:?}");
+    // The ban holds in the state that merged both branches.
+    let state = state_contents(&bob, &room).await;
+    assert_eq!(
+        state[&("m.room.member".to_owned(), a.to_owned())]["membership"],
+        "ban"
+    );
+    // And beta's next event cites only @b's.
+    let (status, body) = bob
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/s2", enc(&room)),
+            &json!({"msgtype": "m.text", "body": "and on"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let next = body["event_id"].as_str().expect("event id");
+    assert_eq!(
+        prev_events_on_beta(&fed, &alpha, next).await,
+        [merge.event_id().to_string()]
+    );
+}
+
+backend_tests!(soft_failed_events_stay_out_of_sight);
