@@ -47,10 +47,12 @@ const MAX_RESPONSE: usize = BACKFILL_LIMIT as usize * 70 * 1024;
 const QUIET_PERIOD: Duration = Duration::from_secs(60);
 
 /// Attempts that stored nothing: by room, the extremities asked from and
-/// when. Per process, like the room locks.
-fn fruitless() -> &'static Mutex<HashMap<OwnedRoomId, (Vec<String>, Instant)>> {
-    static FRUITLESS: OnceLock<Mutex<HashMap<OwnedRoomId, (Vec<String>, Instant)>>> =
-        OnceLock::new();
+/// when.
+type Fruitless = Mutex<HashMap<OwnedRoomId, (Vec<String>, Instant)>>;
+
+/// The [`Fruitless`] attempts of this process (like the room locks).
+fn fruitless() -> &'static Fruitless {
+    static FRUITLESS: OnceLock<Fruitless> = OnceLock::new();
     FRUITLESS.get_or_init(Mutex::default)
 }
 

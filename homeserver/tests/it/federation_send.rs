@@ -622,10 +622,7 @@ async fn soft_failed_events_stay_out_of_sight(backend: Backend) {
         .await;
     assert_eq!(status, 200, "{body}");
     let bobs = body["event_id"].as_str().expect("event id").to_owned();
-    assert_eq!(
-        prev_events_on_beta(&fed, &alpha, &bobs).await,
-        [ban.clone()]
-    );
+    assert_eq!(prev_events_on_beta(&fed, &alpha, &bobs).await, [ban]);
 
     // @b's event cites Bob's message and the soft-failed one: handled as normal.
     let merge = view.event(
