@@ -22,7 +22,9 @@ use crate::storage::{events, memberships};
 const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
 
 /// The servers that may know the room: those of its joined members, the
-/// sender of our user's invite or knock, and the room ID's server.
+/// sender of our user's invite or knock and of the stripped state kept
+/// with it (a knock's sender is our user; room IDs of v12 name no
+/// server), and the room ID's server.
 pub async fn resident_servers(
     state: &AppState,
     room_id: &RoomId,
@@ -32,9 +34,15 @@ pub async fn resident_servers(
     let mut servers: Vec<OwnedServerName> = Vec::new();
     if let Some(m) = memberships::get(db, room_id.as_str(), user_id.as_str()).await?
         && let Some(event) = events::get(db, &m.event_id).await?
-        && let Ok(sender) = UserId::parse(&event.sender)
     {
-        servers.push(sender.server_name().to_owned());
+        let senders = stripped_state_senders(&event.json);
+        for sender in
+            std::iter::once(event.sender.as_str()).chain(senders.iter().map(String::as_str))
+        {
+            if let Ok(sender) = UserId::parse(sender) {
+                servers.push(sender.server_name().to_owned());
+            }
+        }
     }
     for m in memberships::members(db, room_id.as_str()).await? {
         if m.membership == "join"
@@ -47,6 +55,20 @@ pub async fn resident_servers(
         servers.push(server.to_owned());
     }
     Ok(candidates(state, &servers))
+}
+
+/// The senders of the stripped state an invite or knock of ours carries
+/// (`unsigned.invite_room_state` / `knock_room_state`), in order.
+fn stripped_state_senders(event_json: &str) -> Vec<String> {
+    let Ok(event) = serde_json::from_str::<serde_json::Value>(event_json) else {
+        return Vec::new();
+    };
+    ["invite_room_state", "knock_room_state"]
+        .iter()
+        .filter_map(|key| event["unsigned"][key].as_array())
+        .flatten()
+        .filter_map(|e| e["sender"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// `user_id` leaves (or declines an invite to) a room through a resident

@@ -4,7 +4,7 @@
 //! step both servers hold the same room state (the same event IDs). Beta refuses hostile
 //! `make_join` / `send_join` requests and stores nothing of them. A join beta accepts
 //! through `send_join` reaches the room's other servers, also one that was down; an invite
-//! whose server is gone is still rejected, locally.
+//! whose server is gone is still rejected, locally, and so is a knock withdrawn.
 
 use std::collections::BTreeSet;
 
@@ -819,9 +819,73 @@ async fn reject_an_invite_when_its_server_is_gone(backend: Backend) {
     assert_eq!(state_ids(&alice, &room).await, state_ids(&bob, &room).await);
 }
 
+/// Alice on alpha knocks on Bob's room on beta; beta goes away. She withdraws the knock:
+/// no resident server answers, so alpha withdraws it locally and the room moves from
+/// `knock` to `leave` in her sync. Once beta is back, a knock is withdrawn through it.
+async fn withdraw_a_knock_when_its_server_is_gone(backend: Backend) {
+    let mut fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let room = create_room(
+        &bob,
+        json!({"preset": "private_chat", "initial_state": [
+            {"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]}),
+    )
+    .await;
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/knock/{}?server_name=beta.test", enc(&room)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let sync = initial_sync(&alice).await;
+    assert!(sync["rooms"]["knock"].get(&room).is_some(), "{sync}");
+    let since = sync["next_batch"].as_str().expect("next_batch").to_owned();
+
+    let beta_index = fed
+        .servers
+        .iter()
+        .position(|s| s.name == "beta.test")
+        .expect("beta");
+    fed.servers[beta_index].server.kill();
+    let (status, resp) = alice
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["alpha.test"].log());
+    let later = alice
+        .get(&format!("{V3}/sync?timeout=0&since={}", enc(&since)))
+        .await
+        .1;
+    assert!(later["rooms"]["knock"].get(&room).is_none(), "{later}");
+    assert!(later["rooms"]["leave"].get(&room).is_some(), "{later}");
+    let sync = initial_sync(&alice).await;
+    assert!(sync["rooms"]["knock"].get(&room).is_none(), "{sync}");
+
+    // Beta is back: she knocks again and withdraws it through beta this time.
+    fed.servers[beta_index].server.restart().await;
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/knock/{}?server_name=beta.test", enc(&room)),
+            &json!({"reason": "again"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["alpha.test"].log());
+    let (status, resp) = alice
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let member = member_event(&bob, &room, "@alice:alpha.test").await;
+    assert_eq!(member["content"]["membership"], "leave", "{member}");
+}
+
 backend_tests!(
     a_join_through_send_join_reaches_the_other_servers,
     reject_an_invite_when_its_server_is_gone,
+    withdraw_a_knock_when_its_server_is_gone,
     join_a_room_of_another_server_and_leave,
     join_a_version_12_room,
     invite_a_user_of_another_server,
