@@ -81,10 +81,11 @@ pub async fn receipt(
     );
 }
 
-/// Queues `event_id`, accepted from `origin` through a `send_*` endpoint,
-/// for the other servers in the room: `origin` has it, the rest learn of
-/// it only from us, the resident server. Queuing again is harmless (a
-/// retried `send_join` relays again; receivers ignore events they hold).
+/// Queues `event_id`, accepted from `origin` through a `send_*` endpoint
+/// before, for the other servers in the room again: a retried `send_join`
+/// (the first relay went out in the transaction that stored the event,
+/// see [`crate::rooms::RoomGuard::ingest_relayed`]). Queuing again is
+/// harmless: receivers ignore events they hold.
 pub async fn relay(
     state: &AppState,
     room_id: &RoomId,

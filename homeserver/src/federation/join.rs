@@ -373,6 +373,10 @@ async fn join_through(
         auth_chain: parse(answer.auth_chain),
         member_event,
     };
+    // Bounded before any key is fetched for it.
+    room_state
+        .signing_servers()
+        .map_err(|e| bad_answer(server, e))?;
     let keys = keyring_for(
         state,
         room_state

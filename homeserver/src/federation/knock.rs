@@ -1,6 +1,10 @@
 //! Knocking on a room of another server: `make_knock` and `send_knock` on
-//! a resident server, then our knock stored like any member event of ours.
+//! a resident server, then our knock stored like any member event of ours,
+//! with the room's stripped state the resident answered in its
+//! `unsigned.knock_room_state` (what the knocker's sync shows).
 
+use myelin_proto::Pdu;
+use myelin_proto::canonical_json::{Object, Value};
 use ruma::api::federation::membership::create_knock_event::v1 as send_knock;
 use ruma::api::federation::membership::prepare_knock_event::v1 as make_knock;
 use ruma::{OwnedServerName, RoomId, ServerName, UserId};
@@ -11,6 +15,7 @@ use super::join::{
     object_of, raw_pdu, remote_failure, supported, supported_version_ids,
 };
 use crate::api::error::ApiError;
+use crate::api::federation::membership::stripped_from_remote;
 use crate::state::AppState;
 
 /// Largest template answer read.
@@ -66,9 +71,18 @@ async fn knock_through(
         pdu.event_id().to_owned(),
         raw_pdu(&pdu)?,
     );
-    client
+    let answer = client
         .send_with_limit(server, request, MAX_KNOCK_ANSWER)
         .await
         .map_err(|e| remote_failure(server, &e))?;
+    // We hold none of the room's state: keep the resident's description
+    // of the room with our knock, for the knocker's sync (as invites keep
+    // theirs).
+    let stripped = stripped_from_remote(&answer.knock_room_state);
+    let mut obj = pdu.into_json();
+    let mut unsigned = Object::new();
+    unsigned.insert("knock_room_state".into(), Value::Array(stripped));
+    obj.insert("unsigned".into(), Value::Object(unsigned));
+    let pdu = Pdu::from_object(version, obj).map_err(|e| ApiError::internal("knock", e))?;
     store_member_event(state, room_id, &pdu).await
 }

@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod announce;
+pub mod backfill;
 pub mod backoff;
 pub mod edus;
 pub mod invite;
@@ -12,6 +13,7 @@ pub mod join;
 pub mod keys;
 pub mod knock;
 pub mod leave;
+pub mod public_rooms;
 pub mod query;
 pub mod remote_events;
 pub mod remote_keys;

@@ -17,7 +17,7 @@ use crate::state::AppState;
 /// Largest profile or directory answer read.
 const MAX_QUERY_RESPONSE: usize = 64 * 1024;
 
-fn remote_error(e: &ClientError, not_found: String, failed: &str) -> ApiError {
+pub(crate) fn remote_error(e: &ClientError, not_found: String, failed: &str) -> ApiError {
     tracing::info!(error = %e, "federation query failed");
     // A server name that does not resolve names no server, so nothing of it exists; an
     // existing server we cannot reach right now is a gateway failure.

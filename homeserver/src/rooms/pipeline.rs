@@ -322,6 +322,7 @@ impl<'a> RoomGuard<'a> {
             redaction,
             txn,
             new_room,
+            relay_from: None,
         };
         let stream = self.write(state, write).await?;
         Ok(stream.unwrap_or_default())
@@ -359,7 +360,7 @@ impl<'a> RoomGuard<'a> {
         // Our own timeline events go to the other servers in the room: the
         // hosts as they are now, refreshed below if this event changes them.
         let ours = pdu.sender().server_name() == state.server_name();
-        let hosts_before = if timeline && ours {
+        let hosts_before = if timeline && (ours || write.relay_from.is_some()) {
             Some(self.service.hosts.get(db, pdu.room_id()).await?)
         } else {
             None
@@ -370,7 +371,10 @@ impl<'a> RoomGuard<'a> {
         } else {
             None
         };
-        let stream = reservation.as_ref().map(|r| r.position);
+        let stream = match write.status {
+            Status::Backfilled(position) => Some(position),
+            _ => reservation.as_ref().map(|r| r.position),
+        };
         let tx = db.begin_write().await?;
         if let Some(new_room) = &write.new_room {
             rooms::insert(
@@ -410,7 +414,7 @@ impl<'a> RoomGuard<'a> {
         )
         .await?;
         events::insert_edges(&tx, event_nid, &prev_events, &auth_events).await?;
-        if let Some(stream) = stream {
+        if let (true, Some(stream)) = (timeline, stream) {
             storage::push_actions::insert(&tx, room_id, stream, &push_actions).await?;
             storage::push_actions::on_membership(&tx, room_id, pdu).await?;
         }
@@ -477,7 +481,10 @@ impl<'a> RoomGuard<'a> {
         let destinations = match (&hosts_before, stream) {
             (Some(before), Some(stream)) => {
                 let hosts = fresh_hosts.as_ref().unwrap_or(before);
-                let destinations = destinations_of(pdu, hosts, state.server_name());
+                let mut destinations = destinations_of(pdu, hosts, state.server_name());
+                if let Some(origin) = write.relay_from {
+                    destinations.retain(|h| h.as_str() != origin.as_str());
+                }
                 federation_outbox::enqueue(&tx, &destinations, stream, room_id).await?;
                 destinations
             }
@@ -575,6 +582,9 @@ pub(crate) enum Status {
     Rejected(String),
     /// Fetched for an auth chain or a state: no state, no timeline.
     Outlier,
+    /// History from `/backfill`: at this (negative) stream position, with
+    /// its state, but no push actions, no extremity, no current state.
+    Backfilled(i64),
 }
 
 /// Who holds a key of the new current state.
@@ -624,4 +634,8 @@ pub(crate) struct EventWrite<'a> {
     pub redaction: Option<(String, String)>,
     pub txn: Option<(&'a UserId, TxnKey<'a>)>,
     pub new_room: Option<NewRoom<'a>>,
+    /// A remote server's event we accepted through `send_join`,
+    /// `send_leave` or `send_knock`: queued for the room's other servers
+    /// (not this origin) in the same transaction, like our own events.
+    pub relay_from: Option<&'a ServerName>,
 }

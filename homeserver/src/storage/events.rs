@@ -10,6 +10,8 @@
 //! [`crate::rooms::stream::StreamPositions`], which also tells readers up
 //! to where every position is committed. Outliers (events fetched for auth
 //! chains, by federation) will have an `event_nid` but no stream position.
+//! History received through `/backfill` gets negative positions, below
+//! everything sync reads (see `rooms::ingest::backfill`).
 //!
 //! # Content
 //! `json` is the PDU in federation format, canonical JSON, exactly as
@@ -143,6 +145,32 @@ pub async fn max_stream_in_room(db: &Db, room_id: &str) -> Result<i64, DbErr> {
         .transpose()?
         .flatten()
         .unwrap_or(0))
+}
+
+/// The room's backward extremities as seen from its oldest timeline
+/// events: the `prev_events` of its `oldest` lowest-positioned timeline
+/// events that are not timeline events here (missing, or held only as
+/// outliers or rejected). Where `/backfill` continues from. Only the
+/// oldest events are looked at, so the cost does not grow with history.
+pub async fn backward_extremities(
+    db: &Db,
+    room_id: &str,
+    oldest: u64,
+) -> Result<Vec<String>, DbErr> {
+    let oldest = i64::try_from(oldest).unwrap_or(i64::MAX);
+    let rows = db
+        .query_all(
+            "SELECT DISTINCT g.target_event_id AS id FROM \
+             (SELECT event_nid FROM events WHERE room_id = $1 AND stream_ordering IS NOT NULL \
+              ORDER BY stream_ordering LIMIT $2) AS o \
+             JOIN event_edges g ON g.event_nid = o.event_nid AND g.is_auth = $3 \
+             LEFT JOIN events p ON p.event_id = g.target_event_id \
+             WHERE p.event_nid IS NULL OR p.stream_ordering IS NULL \
+             ORDER BY g.target_event_id",
+            [room_id.into(), oldest.into(), false.into()],
+        )
+        .await?;
+    rows.iter().map(|r| r.try_get("", "id")).collect()
 }
 
 /// The highest stream position ever used, to resume numbering at start-up.

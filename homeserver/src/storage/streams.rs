@@ -28,6 +28,9 @@ pub enum Stream {
     ToDeviceOutbox,
     /// Changes of a user's devices or their keys (incl. cross-signing).
     DeviceLists,
+    /// Positions of backfilled history, used negated as its
+    /// `stream_ordering` (see `rooms::ingest::backfill`).
+    Backfill,
 }
 
 impl Stream {
@@ -38,6 +41,7 @@ impl Stream {
             Stream::ToDevice => "to_device",
             Stream::ToDeviceOutbox => "to_device_outbox",
             Stream::DeviceLists => "device_lists",
+            Stream::Backfill => "backfill",
         }
     }
 }
@@ -57,6 +61,27 @@ pub async fn next_position(
              ON CONFLICT (stream) DO UPDATE SET position = stream_positions.position + 1 \
              RETURNING position",
             [stream.key().into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("stream position upsert returned no row".to_owned()))?;
+    row.try_get("", "position")
+}
+
+/// Advances `stream` by `n` (at least 1) at once and returns its new
+/// position: the positions `new - n + 1 ..= new` are the caller's.
+pub async fn take_positions(
+    db: &Db,
+    txn: &impl ConnectionTrait,
+    stream: Stream,
+    n: i64,
+) -> Result<i64, DbErr> {
+    let n = n.max(1);
+    let row = txn
+        .query_one_raw(db.stmt(
+            "INSERT INTO stream_positions (stream, position) VALUES ($1, $2) \
+             ON CONFLICT (stream) DO UPDATE SET position = stream_positions.position + $2 \
+             RETURNING position",
+            [stream.key().into(), n.into()],
         ))
         .await?
         .ok_or_else(|| DbErr::Custom("stream position upsert returned no row".to_owned()))?;

@@ -563,14 +563,23 @@ pub async fn compute(
         ) else {
             continue;
         };
-        let mut events: Vec<Json> = stripped_state(db, &m.room_id)
-            .await?
-            .into_iter()
-            .map(Json::from)
-            .collect();
-        events.push(assemble::stripped(&Json::Object(format::bare(
-            row, now_ms,
-        )?)));
+        let ev = Json::Object(format::bare(row, now_ms)?);
+        // A knock on another server's room carries the resident's stripped
+        // state (we hold none of the room's); else the state we hold.
+        let remote = ev
+            .get("unsigned")
+            .and_then(|u| u.get("knock_room_state"))
+            .and_then(Json::as_array);
+        let mut events: Vec<Json> = match remote {
+            Some(remote) => remote.iter().map(assemble::stripped).collect(),
+            None => stripped_state(db, &m.room_id)
+                .await?
+                .into_iter()
+                .map(Json::from)
+                .collect(),
+        };
+        events.retain(|e| !(e["type"] == ev["type"] && e["state_key"] == ev["state_key"]));
+        events.push(assemble::stripped(&ev));
         let mut state = sync_events::KnockState::new();
         state.events = events.iter().map(format::raw).collect::<Result<_, _>>()?;
         knock.insert(room_id, sync_events::KnockedRoom::from(state));

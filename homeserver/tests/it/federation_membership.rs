@@ -2,7 +2,9 @@
 //! alpha joins Bob's rooms on beta (room versions 11 and 12) and leaves again; Bob invites
 //! Alice, she sees the invite on alpha and accepts it by joining through beta. After each
 //! step both servers hold the same room state (the same event IDs). Beta refuses hostile
-//! `make_join` / `send_join` requests and stores nothing of them.
+//! `make_join` / `send_join` requests and stores nothing of them. A join beta accepts
+//! through `send_join` reaches the room's other servers, also one that was down; an invite
+//! whose server is gone is still rejected, locally, and so is a knock withdrawn.
 
 use std::collections::BTreeSet;
 
@@ -353,13 +355,31 @@ async fn knock_on_a_room_of_another_server(backend: Backend) {
     assert_eq!(knock["content"]["reason"], "let me in");
     let sync = initial_sync(&alice).await;
     let knocked = &sync["rooms"]["knock"][&room]["knock_state"]["events"];
+    let knocked = knocked.as_array().unwrap_or_else(|| panic!("{sync}"));
     assert!(
         knocked
-            .as_array()
-            .unwrap_or_else(|| panic!("{sync}"))
             .iter()
             .any(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "knock"),
-        "{knocked}"
+        "{knocked:?}"
+    );
+    // The room as beta described it in its send_knock answer: alpha holds none of its state.
+    assert!(
+        knocked
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock knock"),
+        "{knocked:?}"
+    );
+    assert!(
+        knocked
+            .iter()
+            .any(|e| e["type"] == "m.room.join_rules" && e["content"]["join_rule"] == "knock"),
+        "{knocked:?}"
+    );
+    assert!(
+        knocked
+            .iter()
+            .all(|e| e.get("event_id").is_none() && e.get("signatures").is_none()),
+        "stripped state only: {knocked:?}"
     );
 
     // Bob lets her in by inviting her; she joins through beta.
@@ -657,7 +677,215 @@ async fn hostile_joins_are_refused(backend: Backend) {
     assert!(joined_members(&bob, &room).await.contains(eve));
 }
 
+/// Carol on gamma joins Bob's room on beta while alpha, also in the room, is down. Beta
+/// relays her join, which only beta has, to alpha in the transaction that stores it; alpha
+/// gets it once it is back.
+async fn a_join_through_send_join_reaches_the_other_servers(backend: Backend) {
+    let mut fed = Federation::start_with(
+        backend,
+        &["alpha.test", "beta.test", "gamma.test"],
+        &[(
+            "MYELIN__FEDERATION__DESTINATION_MIN_RETRY_INTERVAL_MS",
+            "300",
+        )],
+    )
+    .await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let (_, carol_token) = create_user(&fed["gamma.test"], "carol").await;
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let carol = fed["gamma.test"].client().with_token(&carol_token);
+    let room = create_room(&bob, json!({"preset": "public_chat", "name": "Three"})).await;
+    join_and_compare(&alice, &bob, &room, Some("beta.test")).await;
+
+    let alpha_index = fed
+        .servers
+        .iter()
+        .position(|s| s.name == "alpha.test")
+        .expect("alpha");
+    fed.servers[alpha_index].server.kill();
+    let (status, resp) = carol
+        .post(
+            &format!("{V3}/join/{}?server_name=beta.test", enc(&room)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    assert!(
+        joined_members(&bob, &room)
+            .await
+            .contains("@carol:gamma.test")
+    );
+
+    fed.servers[alpha_index].server.restart().await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if joined_members(&alice, &room)
+            .await
+            .contains("@carol:gamma.test")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alpha never got carol's join\n{}",
+            fed["beta.test"].log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(state_ids(&alice, &room).await, state_ids(&bob, &room).await);
+}
+
+/// Bob on beta invites Alice on alpha; beta goes away. Alice still declines: no resident
+/// server answers, so alpha rejects the invite locally (as Synapse does) and it leaves her
+/// sync. Once beta is back, Bob can invite her again and she joins.
+async fn reject_an_invite_when_its_server_is_gone(backend: Backend) {
+    let mut fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let room = create_room(&bob, json!({"preset": "private_chat", "name": "Gone"})).await;
+    let (status, resp) = bob
+        .post(
+            &format!("{V3}/rooms/{}/invite", enc(&room)),
+            &json!({"user_id": "@alice:alpha.test"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let sync = initial_sync(&alice).await;
+    assert!(sync["rooms"]["invite"].get(&room).is_some(), "{sync}");
+    let since = sync["next_batch"].as_str().expect("next_batch").to_owned();
+
+    let beta_index = fed
+        .servers
+        .iter()
+        .position(|s| s.name == "beta.test")
+        .expect("beta");
+    fed.servers[beta_index].server.kill();
+    let (status, resp) = alice
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["alpha.test"].log());
+
+    let sync = initial_sync(&alice).await;
+    assert!(sync["rooms"]["invite"].get(&room).is_none(), "{sync}");
+    let (status, later) = alice
+        .get(&format!("{V3}/sync?timeout=0&since={}", enc(&since)))
+        .await;
+    assert_eq!(status, 200, "{later}");
+    assert!(later["rooms"]["invite"].get(&room).is_none(), "{later}");
+    assert!(later["rooms"]["leave"].get(&room).is_some(), "{later}");
+    // Leaving again changes nothing.
+    let (status, resp) = alice
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let since = later["next_batch"].as_str().expect("next_batch").to_owned();
+
+    // Beta is back (it never heard of the rejection): Bob invites her again, she sees the
+    // new invite and joins through beta.
+    fed.servers[beta_index].server.restart().await;
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let (status, resp) = bob
+        .post(
+            &format!("{V3}/rooms/{}/invite", enc(&room)),
+            &json!({"user_id": "@alice:alpha.test", "reason": "second try"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["beta.test"].log());
+    let (status, again) = alice
+        .get(&format!("{V3}/sync?timeout=0&since={}", enc(&since)))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    let invite = &again["rooms"]["invite"][&room]["invite_state"]["events"];
+    assert!(
+        invite.as_array().is_some_and(|events| events
+            .iter()
+            .any(|e| { e["type"] == "m.room.member" && e["content"]["reason"] == "second try" })),
+        "{again}"
+    );
+    let (status, resp) = alice
+        .post(&format!("{V3}/join/{}", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["alpha.test"].log());
+    assert!(
+        joined_members(&bob, &room)
+            .await
+            .contains("@alice:alpha.test")
+    );
+    assert_eq!(state_ids(&alice, &room).await, state_ids(&bob, &room).await);
+}
+
+/// Alice on alpha knocks on Bob's room on beta; beta goes away. She withdraws the knock:
+/// no resident server answers, so alpha withdraws it locally and the room moves from
+/// `knock` to `leave` in her sync. Once beta is back, a knock is withdrawn through it.
+async fn withdraw_a_knock_when_its_server_is_gone(backend: Backend) {
+    let mut fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let (_, alice_token) = create_user(&fed["alpha.test"], "alice").await;
+    let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
+    let alice = fed["alpha.test"].client().with_token(&alice_token);
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let room = create_room(
+        &bob,
+        json!({"preset": "private_chat", "initial_state": [
+            {"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]}),
+    )
+    .await;
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/knock/{}?server_name=beta.test", enc(&room)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let sync = initial_sync(&alice).await;
+    assert!(sync["rooms"]["knock"].get(&room).is_some(), "{sync}");
+    let since = sync["next_batch"].as_str().expect("next_batch").to_owned();
+
+    let beta_index = fed
+        .servers
+        .iter()
+        .position(|s| s.name == "beta.test")
+        .expect("beta");
+    fed.servers[beta_index].server.kill();
+    let (status, resp) = alice
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["alpha.test"].log());
+    let later = alice
+        .get(&format!("{V3}/sync?timeout=0&since={}", enc(&since)))
+        .await
+        .1;
+    assert!(later["rooms"]["knock"].get(&room).is_none(), "{later}");
+    assert!(later["rooms"]["leave"].get(&room).is_some(), "{later}");
+    let sync = initial_sync(&alice).await;
+    assert!(sync["rooms"]["knock"].get(&room).is_none(), "{sync}");
+
+    // Beta is back: she knocks again and withdraws it through beta this time.
+    fed.servers[beta_index].server.restart().await;
+    let bob = fed["beta.test"].client().with_token(&bob_token);
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/knock/{}?server_name=beta.test", enc(&room)),
+            &json!({"reason": "again"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", fed["alpha.test"].log());
+    let (status, resp) = alice
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let member = member_event(&bob, &room, "@alice:alpha.test").await;
+    assert_eq!(member["content"]["membership"], "leave", "{member}");
+}
+
 backend_tests!(
+    a_join_through_send_join_reaches_the_other_servers,
+    reject_an_invite_when_its_server_is_gone,
+    withdraw_a_knock_when_its_server_is_gone,
     join_a_room_of_another_server_and_leave,
     join_a_version_12_room,
     invite_a_user_of_another_server,

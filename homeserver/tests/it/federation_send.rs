@@ -6,7 +6,10 @@
 //! forged event and an event alpha cannot speak for are errors in the
 //! answer and are not stored; alpha's read receipts and device list
 //! changes reach Bob's sync; once the room's ACL denies alpha, its PDUs and
-//! EDUs for the room are refused.
+//! EDUs for the room are refused. Events whose content was changed after
+//! signing are stored redacted and leave the room's state intact; an event
+//! from a user who is not in the room is rejected. A banned user's message citing the
+//! events before the ban is soft-failed: stored, never shown, never cited by beta.
 
 use crate::common::federation::{ActAs, Federation, RoomView, pdu_json};
 use crate::common::{Backend, Client, create_user, enc};
@@ -331,3 +334,342 @@ async fn remote_user_talks_in_a_local_room(backend: Backend) {
 }
 
 backend_tests!(remote_user_talks_in_a_local_room);
+
+/// The state of a room as `client` reads it: `(type, state_key)` to content.
+async fn state_contents(
+    client: &Client,
+    room: &str,
+) -> std::collections::BTreeMap<(String, String), Value> {
+    let (status, body) = client.get(&format!("{V3}/rooms/{}/state", enc(room))).await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .expect("state")
+        .iter()
+        .map(|e| {
+            let key = (
+                e["type"].as_str().expect("type").to_owned(),
+                e["state_key"].as_str().expect("state_key").to_owned(),
+            );
+            (key, e["content"].clone())
+        })
+        .collect()
+}
+
+/// Alpha sends beta events whose content was changed after signing (the signatures still
+/// hold: they cover the redacted form) and an event from a user who is not in the room.
+/// The tampered events are stored redacted, as the spec says, and the room goes on with its
+/// state intact; the outsider's event is rejected and never shown.
+async fn tampered_and_outsider_events(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let beta = &fed["beta.test"];
+    let alpha = ActAs::new(&fed["alpha.test"]);
+    let (_, bob_token) = create_user(beta, "bob").await;
+    let bob = beta.client().with_token(&bob_token);
+    let (status, body) = bob
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({"preset": "public_chat", "name": "Intact"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = body["room_id"].as_str().expect("room id").to_owned();
+    let a = "@a:alpha.test";
+    let (mut view, join) =
+        crate::common::federation::join_via_send(&fed, beta, &alpha, &bob, &room, a).await;
+    let state_before = state_contents(&bob, &room).await;
+    let since = sync(&bob, None).await["next_batch"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    // A message and a member event (a display name), each changed after signing.
+    let message = view.event(
+        &alpha,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "as signed"}),
+        &[join.event_id().to_string()],
+        51,
+    );
+    let mut tampered_message = pdu_json(&message);
+    tampered_message["content"]["body"] = json!("changed on the way");
+    let rename = view.event(
+        &alpha,
+        a,
+        "m.room.member",
+        Some(a),
+        json!({"membership": "join", "displayname": "Alpha A"}),
+        &[message.event_id().to_string()],
+        52,
+    );
+    let mut tampered_rename = pdu_json(&rename);
+    tampered_rename["content"]["displayname"] = json!("Mallory");
+    // @c is not in the room.
+    let outsider = view.event(
+        &alpha,
+        "@c:alpha.test",
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "let me in"}),
+        &[rename.event_id().to_string()],
+        53,
+    );
+    let (status, body) = alpha
+        .send_txn(
+            &fed,
+            beta,
+            "hostile1",
+            &[tampered_message, tampered_rename, pdu_json(&outsider)],
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", beta.log());
+    // Redacted, but accepted: the event IDs are those of the signed events.
+    for ok in [&message, &rename] {
+        assert_eq!(
+            pdu_result(&body, ok.event_id().as_str()),
+            &json!({}),
+            "{body}"
+        );
+    }
+    let refused = pdu_result(&body, outsider.event_id().as_str());
+    assert!(refused["error"].is_string(), "{body}");
+
+    // Bob reads the two events with their content stripped, and not the outsider's.
+    let after = sync(&bob, Some(&since)).await;
+    assert_eq!(
+        timeline_ids(&after, &room),
+        [
+            message.event_id().to_string(),
+            rename.event_id().to_string()
+        ],
+        "{after}"
+    );
+    let events = &after["rooms"]["join"][room.as_str()]["timeline"]["events"];
+    assert_eq!(events[0]["content"], json!({}), "{after}");
+    assert_eq!(
+        events[1]["content"],
+        json!({"membership": "join"}),
+        "{after}"
+    );
+    let (status, body) = bob
+        .get(&format!(
+            "{V3}/rooms/{}/event/{}",
+            enc(&room),
+            enc(message.event_id().as_str())
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["content"], json!({}));
+    let (status, _) = bob
+        .get(&format!(
+            "{V3}/rooms/{}/event/{}",
+            enc(&room),
+            enc(outsider.event_id().as_str())
+        ))
+        .await;
+    assert_eq!(status, 404);
+
+    // The room's state: only @a's member event changed (to its redacted form); @c is
+    // nowhere; the room still works for both sides.
+    let state_after = state_contents(&bob, &room).await;
+    let member_a = ("m.room.member".to_owned(), a.to_owned());
+    assert_eq!(state_after[&member_a], json!({"membership": "join"}));
+    let mut expected = state_before.clone();
+    expected.insert(member_a, json!({"membership": "join"}));
+    assert_eq!(state_after, expected);
+    view.state.insert(
+        ("m.room.member".into(), a.into()),
+        rename.event_id().to_string(),
+    );
+    let fine = view.event(
+        &alpha,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "still here"}),
+        &[rename.event_id().to_string()],
+        54,
+    );
+    let (status, body) = alpha
+        .send_txn(&fed, beta, "hostile2", &[pdu_json(&fine)], &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        pdu_result(&body, fine.event_id().as_str()),
+        &json!({}),
+        "{body}"
+    );
+    let (status, body) = bob
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/b1", enc(&room)),
+            &json!({"msgtype": "m.text", "body": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+backend_tests!(tampered_and_outsider_events);
+
+/// The `prev_events` of `event_id` as beta serves it over federation (asked as alpha).
+async fn prev_events_on_beta(fed: &Federation, alpha: &ActAs, event_id: &str) -> Vec<String> {
+    let uri = format!("/_matrix/federation/v1/event/{}", enc(event_id));
+    let (status, body) = alpha
+        .request(fed, &fed["beta.test"], "GET", &uri, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut prevs = strings_of(&body["pdus"][0]["prev_events"]);
+    prevs.sort();
+    prevs
+}
+
+/// The event IDs `/messages` gives `client`, newest first.
+async fn messages_ids(client: &Client, room: &str) -> Vec<String> {
+    let (status, body) = client
+        .get(&format!("{V3}/rooms/{}/messages?dir=b&limit=50", enc(room)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Spec "Soft failure": Bob bans @a of alpha; alpha then sends a message of @a citing the
+/// event before the ban. It is allowed by the state before it but not by the room's
+/// current state, so beta stores it soft-failed: it is accepted in the transaction, but
+/// never shown to Bob (`/sync`, `/messages`) and never cited by beta's next event. An
+/// event of @b (also of alpha) citing both beta's event and the soft-failed one is handled
+/// as normal: shown, with @a still banned, and the only event beta's next one cites.
+async fn soft_failed_events_stay_out_of_sight(backend: Backend) {
+    let fed = Federation::start(backend, &["alpha.test", "beta.test"]).await;
+    let beta = &fed["beta.test"];
+    let alpha = ActAs::new(&fed["alpha.test"]);
+    let (_, bob_token) = create_user(beta, "bob").await;
+    let bob = beta.client().with_token(&bob_token);
+    let (status, body) = bob
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({"preset": "public_chat", "name": "Soft"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = body["room_id"].as_str().expect("room id").to_owned();
+    let (a, b) = ("@a:alpha.test", "@b:alpha.test");
+    crate::common::federation::join_via_send(&fed, beta, &alpha, &bob, &room, a).await;
+    let (view, join_b) =
+        crate::common::federation::join_via_send(&fed, beta, &alpha, &bob, &room, b).await;
+
+    let (status, body) = bob
+        .post(
+            &format!("{V3}/rooms/{}/ban", enc(&room)),
+            &json!({"user_id": a, "reason": "enough"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ban = latest_event(&bob, &room).await;
+    let since = sync(&bob, None).await["next_batch"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    // @a evades the ban: a message citing the events before it (the view still has her
+    // join, so the message's auth events are those of the state before it).
+    let evading = view.event(
+        &alpha,
+        a,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "still talking"}),
+        &[join_b.event_id().to_string()],
+        52,
+    );
+    let (status, body) = alpha
+        .send_txn(&fed, beta, "soft1", &[pdu_json(&evading)], &[])
+        .await;
+    assert_eq!(status, 200, "{body}\n{}", beta.log());
+    assert_eq!(
+        pdu_result(&body, evading.event_id().as_str()),
+        &json!({}),
+        "soft failure is not an error: {body}"
+    );
+    // Stored (other servers may fetch it), but Bob never sees it.
+    assert!(beta_has(&fed, &alpha, evading.event_id().as_str()).await);
+    let after = sync(&bob, Some(&since)).await;
+    assert!(
+        !timeline_ids(&after, &room).contains(&evading.event_id().to_string()),
+        "{after}"
+    );
+    let full = sync(&bob, None).await;
+    assert!(
+        !timeline_ids(&full, &room).contains(&evading.event_id().to_string()),
+        "{full}"
+    );
+    let seen = messages_ids(&bob, &room).await;
+    assert!(!seen.contains(&evading.event_id().to_string()), "{seen:?}");
+    assert_eq!(seen[0], ban, "{seen:?}");
+    let since = after["next_batch"].as_str().expect("token").to_owned();
+
+    // Beta's next event follows the ban alone, not the soft-failed message.
+    let (status, body) = bob
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/s1", enc(&room)),
+            &json!({"msgtype": "m.text", "body": "after the ban"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let bobs = body["event_id"].as_str().expect("event id").to_owned();
+    assert_eq!(prev_events_on_beta(&fed, &alpha, &bobs).await, [ban]);
+
+    // @b's event cites Bob's message and the soft-failed one: handled as normal.
+    let merge = view.event(
+        &alpha,
+        b,
+        "m.room.message",
+        None,
+        json!({"msgtype": "m.text", "body": "merging"}),
+        &[bobs.clone(), evading.event_id().to_string()],
+        54,
+    );
+    let (status, body) = alpha
+        .send_txn(&fed, beta, "soft2", &[pdu_json(&merge)], &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        pdu_result(&body, merge.event_id().as_str()),
+        &json!({}),
+        "{body}\n{}",
+        beta.log()
+    );
+    let after = sync(&bob, Some(&since)).await;
+    let ids = timeline_ids(&after, &room);
+    assert!(ids.contains(&merge.event_id().to_string()), "{after}");
+    assert!(!ids.contains(&evading.event_id().to_string()), "{after}");
+    let seen = messages_ids(&bob, &room).await;
+    assert_eq!(seen[0], merge.event_id().to_string(), "{seen:?}");
+    assert!(!seen.contains(&evading.event_id().to_string()), "{seen:?}");
+    // The ban holds in the state that merged both branches.
+    let state = state_contents(&bob, &room).await;
+    assert_eq!(
+        state[&("m.room.member".to_owned(), a.to_owned())]["membership"],
+        "ban"
+    );
+    // And beta's next event cites only @b's.
+    let (status, body) = bob
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/s2", enc(&room)),
+            &json!({"msgtype": "m.text", "body": "and on"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let next = body["event_id"].as_str().expect("event id");
+    assert_eq!(
+        prev_events_on_beta(&fed, &alpha, next).await,
+        [merge.event_id().to_string()]
+    );
+}
+
+backend_tests!(soft_failed_events_stay_out_of_sight);

@@ -271,14 +271,13 @@ async fn accept(
     // Refused before anything is stored when the current state does not
     // allow it (the inbound pipeline would store it as rejected).
     check_current(state, version, room_id, &pdu).await?;
+    // Accepted, it is queued for the room's other servers in the same
+    // transaction.
     let outcome = guard
-        .ingest(state, origin, vec![pdu.json().clone()], &keys, &NoRemote)
+        .ingest_relayed(state, origin, vec![pdu.json().clone()], &keys, &NoRemote)
         .await?;
     match outcome.into_iter().next().map(|(_, o)| o) {
-        Some(Outcome::Accepted) => {
-            crate::federation::announce::relay(state, room_id, pdu.event_id(), origin).await?;
-            Ok((pdu, state_before))
-        }
+        Some(Outcome::Accepted) => Ok((pdu, state_before)),
         Some(other) => Err(ApiError::forbidden(format!(
             "Event not accepted: {other:?}"
         ))),
@@ -311,6 +310,27 @@ async fn check_current(
         current.get(&(t.to_owned(), k.to_owned()))
     })
     .map_err(|e| ApiError::forbidden(e.to_string()))
+}
+
+/// Stripped state a remote server sent (an invite's or a knock's room
+/// state, as full PDUs or, from older servers, stripped events): at most
+/// [`MAX_INVITE_ROOM_STATE`] entries, each reduced to `{type, state_key,
+/// content, sender}`; what is not an object is skipped. Only ever shown to
+/// our user as the remote's description of the room.
+pub fn stripped_from_remote(raw: &[RawStrippedState]) -> Vec<Value> {
+    raw.iter()
+        .take(MAX_INVITE_ROOM_STATE)
+        .filter_map(|raw| {
+            #[allow(deprecated)]
+            let json = match raw {
+                RawStrippedState::Stripped(e) => e.json(),
+                RawStrippedState::Pdu(p) => p,
+                _ => return None,
+            };
+            object_of(json).ok()
+        })
+        .map(strip)
+        .collect()
 }
 
 /// The room's stripped state as full PDUs (as federation sends it).
@@ -572,21 +592,7 @@ pub async fn invite(
     let signed = Pdu::from_object(version, obj.clone())
         .map_err(|e| ApiError::internal("counter-signed invite", e))?;
     // What the invitee's client is shown of the room: stripped state only.
-    let stripped: Vec<Value> = req
-        .invite_room_state
-        .iter()
-        .take(MAX_INVITE_ROOM_STATE)
-        .filter_map(|raw| {
-            #[allow(deprecated)]
-            let json = match raw {
-                RawStrippedState::Stripped(e) => e.json(),
-                RawStrippedState::Pdu(p) => p,
-                _ => return None,
-            };
-            object_of(json).ok()
-        })
-        .map(strip)
-        .collect();
+    let stripped = stripped_from_remote(&req.invite_room_state);
     let mut unsigned = Object::new();
     unsigned.insert("invite_room_state".into(), Value::Array(stripped));
     obj.insert("unsigned".into(), Value::Object(unsigned));

@@ -13,13 +13,13 @@
 //! room ID, which parsing checks). Our member event must be allowed by the
 //! resulting state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
 
 use myelin_proto::canonical_json::Object;
 use myelin_proto::state_res::StateMap;
 use myelin_proto::{Pdu, RoomVersion};
-use ruma::{EventId, OwnedEventId, RoomId};
+use ruma::{EventId, OwnedEventId, OwnedServerName, RoomId};
 
 use super::check::{self, AuthState, check_against_auth_events};
 use super::fetch::{BoxFuture, KeySource, RemoteError, RemoteEvents, StateIds, auth_order};
@@ -64,12 +64,45 @@ impl RemoteEvents for NoRemote {
     }
 }
 
+/// Most distinct servers whose signatures one room state answer may need.
+/// Each member event needs its sender's server's signature, so a state
+/// names every server that was ever in the room, and checking it means
+/// fetching each one's keys: a hostile resident could name thousands of
+/// servers (or made-up names) to set us fetching from all of them. Rooms
+/// whose state fits in [`MAX_STATE_IDS`] events rarely span more than a
+/// few thousand servers.
+pub const MAX_SIGNING_SERVERS: usize = 5_000;
+
 /// A room's state as a resident server gave it: the state before our
 /// member event, its auth chain, and the member event itself.
 pub struct RoomStateAnswer {
     pub state: Vec<Pdu>,
     pub auth_chain: Vec<Pdu>,
     pub member_event: Pdu,
+}
+
+impl RoomStateAnswer {
+    /// The distinct servers whose signatures the answer's events need (the
+    /// servers whose keys checking it fetches). `Err` says why the answer
+    /// is refused: more than [`MAX_SIGNING_SERVERS`], checked before any
+    /// key is fetched.
+    pub fn signing_servers(&self) -> Result<BTreeSet<OwnedServerName>, String> {
+        let mut servers = BTreeSet::new();
+        let events = self
+            .state
+            .iter()
+            .chain(&self.auth_chain)
+            .chain([&self.member_event]);
+        for pdu in events {
+            servers.extend(pdu.required_signers());
+            if servers.len() > MAX_SIGNING_SERVERS {
+                return Err(format!(
+                    "the room's state is signed by more than {MAX_SIGNING_SERVERS} servers"
+                ));
+            }
+        }
+        Ok(servers)
+    }
 }
 
 impl RoomGuard<'_> {
@@ -88,6 +121,11 @@ impl RoomGuard<'_> {
         if answer.state.len() > MAX_STATE_IDS || answer.auth_chain.len() > MAX_STATE_IDS {
             return Ok(Err("the room's state is too large".to_owned()));
         }
+        // Callers check this before fetching keys; checked again here so
+        // no answer over the bound is ever taken.
+        if let Err(reason) = answer.signing_servers() {
+            return Ok(Err(reason));
+        }
         let cx = Ingest {
             guard: self,
             state,
@@ -96,6 +134,7 @@ impl RoomGuard<'_> {
             keys,
             remote: &NoRemote,
             fetched: AtomicUsize::new(0),
+            relay_from: None,
         };
         cx.enter(answer).await
     }
@@ -268,6 +307,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
                 creator,
                 is_public: false,
             }),
+            relay_from: None,
         };
         self.guard.write(self.state, write).await?;
         Ok(())
@@ -278,7 +318,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
 mod tests {
     use std::collections::HashMap;
 
-    use myelin_proto::canonical_json::{Object, parse_object};
+    use myelin_proto::canonical_json::{Object, Value, parse_object};
     use myelin_proto::signing::{KeyPair, PublicKey};
     use myelin_proto::verify::KeyRing;
     use myelin_proto::{Pdu, PduBuilder, RoomVersion};
@@ -560,5 +600,50 @@ mod tests {
             .retain(|p| p.event_type() != "m.room.join_rules");
         answer.state.push(stranger);
         refused(&room, answer, "not allowed").await;
+    }
+
+    /// A resident naming more servers than we fetch keys from: the answer
+    /// is refused on its signers alone, at the bound and not below it.
+    #[tokio::test]
+    async fn an_answer_signed_by_too_many_servers_is_refused() {
+        let room = Room::new("12");
+        let room_id = room.create.room_id().to_owned();
+        let rules = room.state[3].clone();
+        let template = build(
+            &room.remote_key,
+            Some(&room_id),
+            "@u:s.test",
+            "m.room.member",
+            "@u:s.test",
+            serde_json::json!({"membership": "leave"}),
+            &[&rules],
+            &[&rules],
+        );
+        // Member events of as many other servers (unsigned: the bound holds
+        // before any signature is looked at). Servers already named:
+        // remote.test (the state) and local.test (our join).
+        let strangers = |n: usize| -> Vec<Pdu> {
+            (0..n)
+                .map(|i| {
+                    let sender = format!("@u:s{i}.test");
+                    let mut obj = template.json().clone();
+                    obj.insert("sender".into(), Value::from(sender.as_str()));
+                    obj.insert("state_key".into(), Value::from(sender.as_str()));
+                    Pdu::from_object(RoomVersion::V12, obj).expect("pdu")
+                })
+                .collect()
+        };
+        let mut answer = room.answer();
+        answer
+            .auth_chain
+            .extend(strangers(super::MAX_SIGNING_SERVERS - 2));
+        let servers = answer.signing_servers().expect("at the bound");
+        assert_eq!(servers.len(), super::MAX_SIGNING_SERVERS);
+
+        let mut answer = room.answer();
+        answer
+            .auth_chain
+            .extend(strangers(super::MAX_SIGNING_SERVERS - 1));
+        refused(&room, answer, "more than 5000 servers").await;
     }
 }

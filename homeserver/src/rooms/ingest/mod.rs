@@ -49,6 +49,7 @@
 //! reason, so the sender may offer it again. One bad PDU never stops the
 //! others: only database errors end the call.
 
+mod backfill;
 mod check;
 mod fetch;
 mod joined;
@@ -69,6 +70,7 @@ use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::storage::{events, rooms};
 
+pub use backfill::MAX_BACKFILL_PDUS;
 pub use fetch::{BoxFuture, KeySource, RemoteError, RemoteEvents, StateIds};
 pub use joined::{NoRemote, RoomStateAnswer};
 
@@ -117,6 +119,9 @@ struct Ingest<'a, 'g, K> {
     remote: &'a dyn RemoteEvents,
     /// Events fetched so far in this call (see [`MAX_FETCHED_PER_CALL`]).
     fetched: AtomicUsize,
+    /// The origin of events accepted through a `send_*` endpoint, which
+    /// we relay to the room's other servers (see [`RoomGuard::ingest_relayed`]).
+    relay_from: Option<&'a ServerName>,
 }
 
 impl<K: KeySource> Ingest<'_, '_, K> {
@@ -163,6 +168,35 @@ impl RoomGuard<'_> {
         keys: &K,
         remote: &dyn RemoteEvents,
     ) -> Result<Vec<(String, Outcome)>, ApiError> {
+        self.ingest_with(state, origin, pdus, keys, remote, false)
+            .await
+    }
+
+    /// [`Self::ingest`] for an event `origin` gave us through `send_join`,
+    /// `send_leave` or `send_knock`: only we, the resident server, can
+    /// tell the room's other servers, so an accepted event is queued for
+    /// them in the transaction that stores it (a crash cannot lose it).
+    pub async fn ingest_relayed<K: KeySource>(
+        &self,
+        state: &AppState,
+        origin: &ServerName,
+        pdus: Vec<Object>,
+        keys: &K,
+        remote: &dyn RemoteEvents,
+    ) -> Result<Vec<(String, Outcome)>, ApiError> {
+        self.ingest_with(state, origin, pdus, keys, remote, true)
+            .await
+    }
+
+    async fn ingest_with<K: KeySource>(
+        &self,
+        state: &AppState,
+        origin: &ServerName,
+        pdus: Vec<Object>,
+        keys: &K,
+        remote: &dyn RemoteEvents,
+        relay: bool,
+    ) -> Result<Vec<(String, Outcome)>, ApiError> {
         let Some(room) = rooms::get(state.db(), self.room_id().as_str()).await? else {
             return Ok(pdus
                 .iter()
@@ -184,6 +218,7 @@ impl RoomGuard<'_> {
             keys,
             remote,
             fetched: AtomicUsize::new(0),
+            relay_from: relay.then_some(origin),
         };
         let started = std::time::Instant::now();
 

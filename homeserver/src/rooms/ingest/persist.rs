@@ -19,8 +19,8 @@ use crate::storage::state::{self as state_store, NewSnapshot};
 use crate::storage::{events, rooms};
 
 impl<K: KeySource> Ingest<'_, '_, K> {
-    fn write_of<'p>(
-        &self,
+    pub(super) fn write_of<'p>(
+        &'p self,
         pdu: &'p Pdu,
         status: Status,
         before: Option<&StateAt>,
@@ -35,12 +35,13 @@ impl<K: KeySource> Ingest<'_, '_, K> {
             redaction: None,
             txn: None,
             new_room: None,
+            relay_from: self.relay_from,
         }
     }
 
     /// For a state event placed in the graph: its key and the snapshot
     /// after it, and the event it replaced in the state before it.
-    async fn own_state(
+    pub(super) async fn own_state(
         &self,
         pdu: &Pdu,
         before: &StateAt,
@@ -127,7 +128,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
     /// Whether a received redaction may be applied (the spec leaves this
     /// to servers; as Synapse): the redacter's server sent the target, or
     /// the redacter has the `redact` level in the state before it.
-    async fn may_redact(
+    pub(super) async fn may_redact(
         &self,
         pdu: &Pdu,
         target: &str,

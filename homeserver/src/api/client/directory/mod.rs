@@ -4,13 +4,12 @@
 
 pub mod aliases;
 mod power;
-mod room_list;
+pub mod room_list;
 mod user_search;
 
 use axum::Router;
 use ruma::api::client as c;
 
-use crate::api::error::ApiError;
 use crate::api::route;
 use crate::state::AppState;
 
@@ -30,13 +29,4 @@ pub fn routes(mut r: Router<AppState>) -> Router<AppState> {
     );
 
     route::<c::user_directory::search_users::v3::Request, _, _>(r, user_search::search)
-}
-
-/// What federation will do: 501 until it exists.
-fn needs_federation(what: &str) -> ApiError {
-    ApiError::new(
-        http::StatusCode::NOT_IMPLEMENTED,
-        ruma::api::error::ErrorKind::Unrecognized,
-        format!("{what} needs federation, which this server does not support yet"),
-    )
 }

@@ -7,6 +7,9 @@
 //! while someone is joined and it is joinable or previewable (join rule
 //! `public`, `knock` or `knock_restricted`, or `world_readable` history);
 //! rooms come largest first. `since` tokens are offsets into that order.
+//! With `server` naming another server, that server's directory is asked
+//! over federation ([`crate::federation::public_rooms`]); other servers
+//! read ours through `api::federation::public_rooms`.
 
 use std::collections::HashMap;
 
@@ -23,10 +26,11 @@ use ruma::directory::{
 use ruma::room::{JoinRuleKind, RoomType};
 use ruma::{OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, ServerName};
 
-use super::{needs_federation, power};
+use super::power;
 use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
+use crate::federation::public_rooms::{Query, remote_public_rooms};
 use crate::state::AppState;
 use crate::storage::{directory, rooms};
 
@@ -80,7 +84,20 @@ pub async fn public_rooms(
     State(state): State<AppState>,
     Ruma(req): Ruma<get_public_rooms::v3::Request>,
 ) -> Result<RumaResponse<get_public_rooms::v3::Response>, ApiError> {
-    check_server(&state, req.server.as_deref())?;
+    if let Some(server) = remote(&state, req.server.as_deref()) {
+        let query = Query {
+            limit: req.limit,
+            since: req.since,
+            filter: None,
+            room_network: RoomNetwork::Matrix,
+        };
+        let page = remote_public_rooms(&state, server, query).await?;
+        let mut resp = get_public_rooms::v3::Response::new(page.chunk);
+        resp.next_batch = page.next_batch;
+        resp.prev_batch = page.prev_batch;
+        resp.total_room_count_estimate = page.total_room_count_estimate;
+        return Ok(RumaResponse(resp));
+    }
     let page = list(&state, req.limit, req.since.as_deref(), &Filter::new()).await?;
     let mut resp = get_public_rooms::v3::Response::new(page.chunk);
     resp.next_batch = page.next_batch;
@@ -95,8 +112,21 @@ pub async fn public_rooms_filtered(
     _auth: Authed,
     Ruma(req): Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<RumaResponse<get_public_rooms_filtered::v3::Response>, ApiError> {
-    check_server(&state, req.server.as_deref())?;
     let mut resp = get_public_rooms_filtered::v3::Response::new();
+    if let Some(server) = remote(&state, req.server.as_deref()) {
+        let query = Query {
+            limit: req.limit,
+            since: req.since,
+            filter: Some(&req.filter),
+            room_network: req.room_network,
+        };
+        let page = remote_public_rooms(&state, server, query).await?;
+        resp.chunk = page.chunk;
+        resp.next_batch = page.next_batch;
+        resp.prev_batch = page.prev_batch;
+        resp.total_room_count_estimate = page.total_room_count_estimate;
+        return Ok(RumaResponse(resp));
+    }
     // Rooms bridged from third-party networks: there are none here.
     if let RoomNetwork::ThirdParty(_) = req.room_network {
         resp.total_room_count_estimate = Some(UInt::MIN);
@@ -110,20 +140,18 @@ pub async fn public_rooms_filtered(
     Ok(RumaResponse(resp))
 }
 
-fn check_server(state: &AppState, server: Option<&ServerName>) -> Result<(), ApiError> {
-    match server {
-        Some(s) if s != state.server_name() => {
-            Err(needs_federation("listing the rooms of other servers"))
-        }
-        _ => Ok(()),
-    }
+/// The server to ask when `server` names another one (our own name is
+/// the local directory).
+fn remote<'a>(state: &AppState, server: Option<&'a ServerName>) -> Option<&'a ServerName> {
+    server.filter(|s| *s != state.server_name())
 }
 
-struct Page {
-    chunk: Vec<PublicRoomsChunk>,
-    next_batch: Option<String>,
-    prev_batch: Option<String>,
-    total: UInt,
+/// One page of our directory (for clients and other servers alike).
+pub(crate) struct Page {
+    pub chunk: Vec<PublicRoomsChunk>,
+    pub next_batch: Option<String>,
+    pub prev_batch: Option<String>,
+    pub total: UInt,
 }
 
 /// The state events the directory shows.
@@ -148,7 +176,8 @@ fn parse_since(since: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
-async fn list(
+/// A page of the rooms published in our directory, filtered.
+pub(crate) async fn list(
     state: &AppState,
     limit: Option<UInt>,
     since: Option<&str>,

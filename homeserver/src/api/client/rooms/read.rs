@@ -9,7 +9,15 @@
 //! `prev_batch` for a timeline starting at position `S` is `t<S-1>`. A
 //! sync token (`s<N>_...`) is accepted too, as the position `N`.
 //! Reads never go past the stream position every writer has committed
-//! ([`crate::rooms::stream::StreamPositions::current`]).
+//! ([`crate::rooms::stream::StreamPositions::current`]). Positions can be
+//! negative: history backfilled from other servers sits below 0
+//! (`rooms::ingest::backfill`).
+//!
+//! # Backfill
+//! A backwards `/messages` without `to` that runs out of events asks the
+//! other servers of the room for older history
+//! ([`crate::federation::backfill`]) and, when some came, goes on reading
+//! it (at most [`MAX_BACKFILLS`] times per request).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -40,6 +48,10 @@ use crate::storage::{memberships, state as state_store};
 const MAX_LIMIT: u64 = 1000;
 /// Database batches one page may scan for visible, filter-matching events.
 const MAX_BATCHES: usize = 10;
+/// Backfill attempts one `/messages` request may make.
+const MAX_BACKFILLS: usize = 2;
+/// Below every stream position: the start of a room's timeline.
+const BOTTOM: i64 = i64::MIN;
 
 fn viewer(auth: &Authed) -> Viewer<'_> {
     Viewer {
@@ -55,12 +67,12 @@ fn parse_token(token: &str) -> Result<i64, ApiError> {
         .strip_prefix('t')
         .and_then(|n| n.parse::<i64>().ok())
         .or_else(|| crate::sync::SyncToken::parse(token).map(|t| t.timeline))
-        .filter(|n| *n >= 0)
+        .filter(|n| *n > BOTTOM)
         .ok_or_else(|| ApiError::invalid_param(format!("invalid pagination token {token:?}")))
 }
 
 fn token(position: i64) -> String {
-    format!("t{}", position.max(0))
+    format!("t{position}")
 }
 
 /// Whether an event passes the filter's type, sender and URL conditions.
@@ -228,11 +240,11 @@ pub async fn messages(
     let from = req.from.as_deref().map(parse_token).transpose()?;
     let to = req.to.as_deref().map(parse_token).transpose()?;
     let (range, start) = if forward {
-        let from = from.unwrap_or(0);
+        let from = from.unwrap_or(BOTTOM);
         ((from, to.unwrap_or(bound).min(bound)), from)
     } else {
         let from = from.unwrap_or(bound).min(bound);
-        ((to.unwrap_or(0), from), from)
+        ((to.unwrap_or(BOTTOM), from), from)
     };
     let reader = Reader {
         state: &state,
@@ -242,7 +254,25 @@ pub async fn messages(
         filter: &req.filter,
         ignored: ignored_users::of(state.db(), auth.user_id.as_str()).await?,
     };
-    let (rows, next) = page(&reader, range, forward, limit).await?;
+    let (mut rows, mut next) = page(&reader, range, forward, limit).await?;
+    let mut backfills = 0;
+    while !forward && to.is_none() && next.is_none() && (rows.len() as u64) < limit {
+        if backfills == MAX_BACKFILLS
+            || crate::federation::backfill::backfill_room(&state, &req.room_id).await? == 0
+        {
+            break;
+        }
+        backfills += 1;
+        // Backfilled events sit below everything read so far.
+        let resume = rows
+            .last()
+            .and_then(|r| r.stream_ordering)
+            .map_or(range.1, |s| s - 1);
+        let (more, more_next) =
+            page(&reader, (BOTTOM, resume), false, limit - rows.len() as u64).await?;
+        rows.extend(more);
+        next = more_next;
+    }
     let mut resp = get_message_events::Response::new();
     resp.start = token(start);
     resp.end = next.map(token);
@@ -284,7 +314,7 @@ pub async fn context(
         filter: &req.filter,
         ignored: ignored_users::of(state.db(), auth.user_id.as_str()).await?,
     };
-    let (before, _) = page(&reader, (0, position - 1), false, before_limit).await?;
+    let (before, _) = page(&reader, (BOTTOM, position - 1), false, before_limit).await?;
     let (after, _) = page(&reader, (position, bound), true, after_limit).await?;
     let start = before
         .last()
