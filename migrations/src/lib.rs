@@ -16,6 +16,7 @@ mod m0008_server_keys;
 mod m0010_dehydrated_devices;
 mod m0011_federation_txns;
 mod m0012_federation_outbox;
+mod m0013_device_list_outbound;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_dehydrated_devices::Migration),
             Box::new(m0011_federation_txns::Migration),
             Box::new(m0012_federation_outbox::Migration),
+            Box::new(m0013_device_list_outbound::Migration),
         ]
     }
 }

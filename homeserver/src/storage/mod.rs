@@ -18,6 +18,7 @@ pub mod aliases;
 pub mod cross_signing;
 pub mod dehydrated_devices;
 pub mod device_keys;
+pub mod device_list_outbox;
 pub mod device_lists;
 pub mod directory;
 pub mod events;

@@ -22,6 +22,7 @@ mod e2ee_olm_story;
 mod e2ee_sync_story;
 mod federation_auth;
 mod federation_chat;
+mod federation_device_lists;
 mod federation_e2ee;
 mod federation_keys;
 mod federation_membership;
