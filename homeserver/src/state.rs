@@ -42,6 +42,8 @@ struct Inner {
     /// Nonces handed out by `GET /_synapse/admin/v1/register`.
     admin_nonces: ExpiringMap<()>,
     federation: FederationService,
+    /// Refetches of remote users' cached device lists in progress.
+    device_list_resyncs: crate::federation::remote_keys::Resyncs,
 }
 
 /// Cap on each in-memory credential table (see [`ExpiringMap`]).
@@ -87,6 +89,7 @@ impl AppState {
             push: PushEvaluator::new(),
             notifier,
             federation,
+            device_list_resyncs: crate::federation::remote_keys::Resyncs::default(),
         }))
     }
 
@@ -125,6 +128,11 @@ impl AppState {
     /// shows calls it after its change commits.
     pub fn notifier(&self) -> &Notifier {
         &self.0.notifier
+    }
+
+    /// Refetches of remote users' device lists (see `federation::remote_keys`).
+    pub fn device_list_resyncs(&self) -> &crate::federation::remote_keys::Resyncs {
+        &self.0.device_list_resyncs
     }
 
     /// Who is typing in which room (in memory).

@@ -32,6 +32,7 @@ pub mod push_actions;
 pub mod push_rules;
 pub mod pushers;
 pub mod receipts;
+pub mod remote_devices;
 pub mod rooms;
 pub mod server_keys;
 pub mod state;
