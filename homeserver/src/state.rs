@@ -44,6 +44,8 @@ struct Inner {
     federation: FederationService,
     /// Refetches of remote users' cached device lists in progress.
     device_list_resyncs: crate::federation::remote_keys::Resyncs,
+    /// Everyone's presence (in memory).
+    presence: crate::presence::Presence,
 }
 
 /// Cap on each in-memory credential table (see [`ExpiringMap`]).
@@ -73,6 +75,7 @@ impl AppState {
             MAX_EPHEMERAL_ENTRIES,
         );
         let rate_limiter = RateLimiter::new(&config.rate_limits);
+        let presence = crate::presence::Presence::new(&config.presence);
         let notifier = Notifier::new();
         Self(Arc::new(Inner {
             rate_limiter,
@@ -90,6 +93,7 @@ impl AppState {
             notifier,
             federation,
             device_list_resyncs: crate::federation::remote_keys::Resyncs::default(),
+            presence,
         }))
     }
 
@@ -133,6 +137,11 @@ impl AppState {
     /// Refetches of remote users' device lists (see `federation::remote_keys`).
     pub fn device_list_resyncs(&self) -> &crate::federation::remote_keys::Resyncs {
         &self.0.device_list_resyncs
+    }
+
+    /// Everyone's presence (see `crate::presence`).
+    pub fn presence(&self) -> &crate::presence::Presence {
+        &self.0.presence
     }
 
     /// Who is typing in which room (in memory).

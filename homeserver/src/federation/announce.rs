@@ -1,7 +1,8 @@
 //! Telling the other servers in a room what they would not otherwise
-//! hear: our users' typing and public read receipts, as the `m.typing` and
-//! `m.receipt` EDUs (best effort and in memory, like Synapse: a newer
-//! notification of the same user in the same room replaces a queued one),
+//! hear: our users' typing, public read receipts and presence, as the
+//! `m.typing`, `m.receipt` and `m.presence` EDUs (best effort and in
+//! memory, like Synapse: a newer notification of the same user in the same
+//! room, or of the same user's presence, replaces a queued one),
 //! that a user's devices or keys changed (`m.device_list_update` and
 //! `m.signing_key_update`, built from the durable queue
 //! `storage::device_list_outbox` when a transaction is assembled), and the
@@ -48,6 +49,40 @@ pub async fn typing(state: &AppState, room_id: &RoomId, user_id: &UserId, typing
     state.federation().sender().send_edu(
         &destinations,
         Some(format!("m.typing {room_id} {user_id}")),
+        &edu,
+    );
+}
+
+/// Our user's presence (`crate::presence`), to the other servers in
+/// `rooms` as `m.presence` (in memory; a newer one of the same user
+/// replaces a queued one).
+pub async fn presence(
+    state: &AppState,
+    rooms: &[&RoomId],
+    snapshot: &crate::presence::Snapshot,
+    now_ms: i64,
+) {
+    let mut destinations = std::collections::BTreeSet::new();
+    for room in rooms {
+        destinations.extend(others(state, room).await);
+    }
+    if destinations.is_empty() {
+        return;
+    }
+    let mut update = json!({
+        "user_id": snapshot.user_id,
+        "presence": snapshot.presence.as_str(),
+        "last_active_ago": (now_ms - snapshot.last_active_ms).max(0),
+        "currently_active": snapshot.currently_active,
+    });
+    if let Some(msg) = &snapshot.status_msg {
+        update["status_msg"] = json!(msg);
+    }
+    let edu = json!({ "edu_type": "m.presence", "content": { "push": [update] } });
+    let destinations: Vec<String> = destinations.into_iter().collect();
+    state.federation().sender().send_edu(
+        &destinations,
+        Some(format!("m.presence {}", snapshot.user_id)),
         &edu,
     );
 }

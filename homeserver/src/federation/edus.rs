@@ -20,13 +20,15 @@
 //!   and self-signing keys. Either is recorded as a change of the user's
 //!   device list, so local users sharing a room see them in sync's
 //!   `device_lists.changed` and query their keys again.
-//! - `m.presence`: accepted and ignored (presence is off).
+//! - `m.presence`: the presence of the origin's users who share a room
+//!   with one of ours (`crate::presence`); others are skipped, and all of
+//!   it when presence is off.
 
 use std::time::Duration;
 
 use ruma::api::federation::transactions::edu::{
-    DeviceListUpdateContent, DirectDeviceContent, ReceiptContent, SigningKeyUpdateContent,
-    TypingContent,
+    DeviceListUpdateContent, DirectDeviceContent, PresenceContent, ReceiptContent,
+    SigningKeyUpdateContent, TypingContent,
 };
 use ruma::events::receipt::ReceiptThread;
 use ruma::serde::Raw;
@@ -78,7 +80,10 @@ pub async fn handle(state: &AppState, origin: &ServerName, edus: &[Value]) -> Re
                 Ok(c) => signing_key_update(state, origin, c).await,
                 Err(e) => Ok(Err(e)),
             },
-            "m.presence" => Ok(Ok(())),
+            "m.presence" => match parse::<PresenceContent>(content) {
+                Ok(c) => presence(state, origin, c).await,
+                Err(e) => Ok(Err(e)),
+            },
             other => Ok(Err(format!("unknown EDU type {other:?}"))),
         };
         if let Err(reason) = outcome? {
@@ -137,6 +142,47 @@ async fn typing(
         state.typing().stop(&c.room_id, &c.user_id);
     }
     Ok(Ok(()))
+}
+
+/// Presence of the origin's users who share a room with ours.
+async fn presence(
+    state: &AppState,
+    origin: &ServerName,
+    c: PresenceContent,
+) -> Result<Result<(), String>, ApiError> {
+    if !state.presence().enabled() {
+        return Ok(Ok(()));
+    }
+    let mut skipped = Vec::new();
+    let mut changed = Vec::new();
+    let now = crate::time::now_ms();
+    for u in c.push {
+        if let Err(e) = of_origin(origin, &u.user_id) {
+            skipped.push(e);
+            continue;
+        }
+        if !remote_devices::shares_room_with_local(state.db(), u.user_id.as_str()).await? {
+            skipped.push(format!("{} shares no room with us", u.user_id));
+            continue;
+        }
+        let ago = i64::try_from(u64::from(u.last_active_ago)).unwrap_or(i64::MAX);
+        if state.presence().remote(
+            &u.user_id,
+            u.presence,
+            u.status_msg,
+            ago,
+            u.currently_active,
+            now,
+        ) {
+            changed.push(u.user_id);
+        }
+    }
+    crate::presence::changed(state, &changed).await;
+    if skipped.is_empty() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(skipped.join("; ")))
+    }
 }
 
 /// `m.read` receipts only: private receipts never cross servers.

@@ -32,6 +32,7 @@ mod federation_sender;
 mod federation_user_keys;
 mod filters;
 mod monitoring_kit;
+mod presence;
 mod profile_propagation;
 mod public_rooms;
 mod push_rules;
