@@ -11,9 +11,12 @@
 //! The rules follow Synapse's:
 //! - `PUT /presence/{userId}/status` sets the state and status message
 //!   (an absent message clears it); setting `online` counts as activity.
-//! - A `/sync` with `set_presence` `online` (the default) or `unavailable`
-//!   brings an offline user to that state; `offline` leaves presence alone.
-//!   While a sync is in progress the user counts as syncing.
+//! - A `/sync` with `set_presence` `online` (the default) brings an
+//!   offline user online, one with `unavailable` makes them unavailable;
+//!   `offline` leaves presence alone. While a sync is in progress the user
+//!   counts as syncing.
+//! - Sending a message or a read receipt is activity ([`active`]): it
+//!   makes the user online and currently active.
 //! - An online user with no activity for the idle timeout (5 minutes)
 //!   becomes unavailable; `currently_active` holds for at most a minute
 //!   after the last activity.
@@ -23,8 +26,11 @@
 //!   [`REMOTE_TIMEOUT`]; we re-announce our online users to other servers
 //!   every [`REANNOUNCE_INTERVAL`] for the same reason.
 //!
-//! Every change advances [`Presence::position`] (the sync token's presence
-//! field), wakes the syncs of users sharing a room with the user, and, for
+//! Every change others should see advances [`Presence::position`] (the
+//! sync token's presence field): a new state, status message or
+//! `currently_active`, or a last activity moved by more than
+//! [`CURRENTLY_ACTIVE_FOR_MS`] (so activity while already active sends
+//! nothing, as in Synapse). It wakes the syncs of users sharing a room with the user, and, for
 //! our users, is sent to the other servers in their rooms as `m.presence`.
 
 use std::collections::HashMap;
@@ -69,6 +75,14 @@ struct Entry {
     announced_ms: i64,
     /// The position of the latest change.
     changed_at: u64,
+}
+
+/// Whether `after` differs from `before` in a way others should hear of.
+fn notable(before: &Snapshot, after: &Snapshot) -> bool {
+    before.presence != after.presence
+        || before.status_msg != after.status_msg
+        || before.currently_active != after.currently_active
+        || (after.last_active_ms - before.last_active_ms).abs() > CURRENTLY_ACTIVE_FOR_MS
 }
 
 /// One user's presence, as clients and other servers see it.
@@ -199,9 +213,16 @@ impl Presence {
             announced_ms: now_ms,
             changed_at: 0,
         });
+        let is_new = entry.changed_at == 0;
         let before = Snapshot::of(user, entry);
         update(entry);
-        let changed = Snapshot::of(user, entry) != before;
+        let after = Snapshot::of(user, entry);
+        // A new entry (offline) only counts as changed if it is not offline.
+        let changed = if is_new {
+            after.presence != PresenceState::Offline
+        } else {
+            notable(&before, &after)
+        };
         if changed {
             entry.changed_at = position;
             state.position = position;
@@ -247,15 +268,27 @@ impl Presence {
         let changed = self.update(user, now_ms, |e| {
             e.syncing += 1;
             e.last_seen_ms = now_ms;
-            if e.presence == PresenceState::Offline {
-                if to == PresenceState::Online {
-                    e.last_active_ms = now_ms;
-                    e.currently_active = true;
-                }
+            if to == PresenceState::Unavailable {
+                e.presence = to;
+                e.currently_active = false;
+            } else if e.presence == PresenceState::Offline {
+                e.last_active_ms = now_ms;
+                e.currently_active = true;
                 e.presence = to;
             }
         });
         (changed, true)
+    }
+
+    /// Our user did something (sent a message, a receipt): online and
+    /// currently active. Returns whether others should hear of it.
+    pub fn active(&self, user: &UserId, now_ms: i64) -> bool {
+        self.update(user, now_ms, |e| {
+            e.presence = PresenceState::Online;
+            e.currently_active = true;
+            e.last_active_ms = now_ms;
+            e.last_seen_ms = e.last_seen_ms.max(now_ms);
+        })
     }
 
     /// One of our user's syncs that counted ended.
@@ -283,12 +316,7 @@ impl Presence {
             e.currently_active = currently_active && presence == PresenceState::Online;
             e.presence = presence;
             e.status_msg = status_msg;
-            // Keep an unchanged last activity stable against clock skew and
-            // transit time, so a repeat is no change.
-            let last_active = now_ms - last_active_ago_ms.max(0);
-            if e.changed_at == 0 || (last_active - e.last_active_ms).abs() > 1_000 {
-                e.last_active_ms = last_active;
-            }
+            e.last_active_ms = now_ms - last_active_ago_ms.max(0);
             e.last_seen_ms = now_ms;
         })
     }
@@ -328,7 +356,7 @@ impl Presence {
             if e.presence != PresenceState::Online || now_ms - e.last_active_ms >= active_for {
                 e.currently_active = false;
             }
-            if Snapshot::of(user, e) != before {
+            if notable(&before, &Snapshot::of(user, e)) {
                 position += 1;
                 e.changed_at = position;
                 changed.push(user.clone());
@@ -376,6 +404,14 @@ pub async fn changed(state: &AppState, users: &[OwnedUserId]) {
         {
             announce(state, &room_ids, &snapshot).await;
         }
+    }
+}
+
+/// Our user did something others see (a message, a receipt): they are
+/// online and currently active.
+pub async fn active(state: &AppState, user: &UserId) {
+    if state.presence().enabled() && state.presence().active(user, crate::time::now_ms()) {
+        changed(state, &[user.to_owned()]).await;
     }
 }
 
@@ -582,6 +618,35 @@ mod tests {
         p.sync_started(alice, &PresenceState::Online, 2);
         assert_eq!(state_of(&p, alice), PresenceState::Unavailable);
         assert_eq!(p.get(alice).expect("known").status_msg, None);
+    }
+
+    #[test]
+    fn activity_is_news_only_when_it_changes_what_others_see() {
+        let p = presence();
+        let here = server_name!("here");
+        let alice = user_id!("@alice:here");
+        assert_eq!(
+            p.sync_started(alice, &PresenceState::Online, 0),
+            (true, true)
+        );
+        // Still currently active: nothing to tell.
+        assert!(!p.active(alice, 30_000));
+        let position = p.position();
+        // The activity at 30 s keeps her currently active until 90 s.
+        assert!(p.expire(89_000, here).0.is_empty());
+        assert_eq!(p.expire(90_000, here).0.len(), 1);
+        assert!(p.position() > position);
+        // Idle (unavailable) and active again: online.
+        assert_eq!(p.expire(330_000, here).0.len(), 1);
+        assert_eq!(state_of(&p, alice), PresenceState::Unavailable);
+        assert!(p.active(alice, 331_000));
+        assert_eq!(state_of(&p, alice), PresenceState::Online);
+        // A sync asking for unavailable makes her so.
+        assert_eq!(
+            p.sync_started(alice, &PresenceState::Unavailable, 332_000),
+            (true, true)
+        );
+        assert_eq!(state_of(&p, alice), PresenceState::Unavailable);
     }
 
     #[test]

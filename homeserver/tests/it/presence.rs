@@ -10,7 +10,7 @@
 //!   sees him online.
 //! - Alice's client syncs until she closes it: after the timeout she is
 //!   offline, which wakes Carol's waiting long-poll and reaches Bob; her
-//!   status message stays.
+//!   status message stays. Sending a message brings her back online.
 
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,7 @@ async fn presence_across_servers(backend: Backend) {
     .await;
     let alpha = fed["alpha.test"].client();
     let (alice_id, alice_token, _) = register(&alpha, "alice", "pw-alice-1").await;
-    let (carol_id, carol_token, _) = register(&alpha, "carol", "pw-carol-1").await;
+    let (_, carol_token, _) = register(&alpha, "carol", "pw-carol-1").await;
     let (dave_id, dave_token, _) = register(&alpha, "dave", "pw-dave-12").await;
     let (bob_id, bob_token, _) = register(&fed["beta.test"].client(), "bob", "pw-bob-1234").await;
     let alice = alpha.with_token(&alice_token);
@@ -225,7 +225,24 @@ async fn presence_across_servers(backend: Backend) {
         resp["status_msg"], "at my desk",
         "the status message stays: {resp}"
     );
-    let _ = carol_id;
+
+    // Sending a message is activity: she is online again for a while.
+    let (status, resp) = alice
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/t1", enc(&room)),
+            &json!({ "msgtype": "m.text", "body": "back" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let content = sync_until(
+        &carol,
+        &mut carol_since,
+        &alice_id,
+        "online",
+        "a message did not bring alice online",
+    )
+    .await;
+    assert_eq!(content["currently_active"], true, "{content}");
 }
 
 backend_tests!(presence_across_servers);
