@@ -213,16 +213,9 @@ impl Presence {
             announced_ms: now_ms,
             changed_at: 0,
         });
-        let is_new = entry.changed_at == 0;
         let before = Snapshot::of(user, entry);
         update(entry);
-        let after = Snapshot::of(user, entry);
-        // A new entry (offline) only counts as changed if it is not offline.
-        let changed = if is_new {
-            after.presence != PresenceState::Offline
-        } else {
-            notable(&before, &after)
-        };
+        let changed = notable(&before, &Snapshot::of(user, entry));
         if changed {
             entry.changed_at = position;
             state.position = position;

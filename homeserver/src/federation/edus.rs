@@ -27,7 +27,7 @@
 use std::time::Duration;
 
 use ruma::api::federation::transactions::edu::{
-    DeviceListUpdateContent, DirectDeviceContent, PresenceContent, ReceiptContent,
+    DeviceListUpdateContent, DirectDeviceContent, PresenceUpdate, ReceiptContent,
     SigningKeyUpdateContent, TypingContent,
 };
 use ruma::events::receipt::ReceiptThread;
@@ -48,6 +48,10 @@ use crate::storage::{accounts, device_lists, events, memberships};
 /// How long a remote user is shown typing without a renewal (Synapse's
 /// federation typing timeout).
 const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most users one `m.presence` EDU may update (each costs a lookup); the
+/// rest are skipped.
+const MAX_PRESENCE_UPDATES: usize = 1_000;
 
 /// Most local devices one to-device EDU may reach (`*` expanded).
 const MAX_TO_DEVICE_RECIPIENTS: usize = 10_000;
@@ -80,10 +84,7 @@ pub async fn handle(state: &AppState, origin: &ServerName, edus: &[Value]) -> Re
                 Ok(c) => signing_key_update(state, origin, c).await,
                 Err(e) => Ok(Err(e)),
             },
-            "m.presence" => match parse::<PresenceContent>(content) {
-                Ok(c) => presence(state, origin, c).await,
-                Err(e) => Ok(Err(e)),
-            },
+            "m.presence" => presence(state, origin, content).await,
             other => Ok(Err(format!("unknown EDU type {other:?}"))),
         };
         if let Err(reason) = outcome? {
@@ -144,19 +145,42 @@ async fn typing(
     Ok(Ok(()))
 }
 
-/// Presence of the origin's users who share a room with ours.
+/// Presence of the origin's users who share a room with ours. Each entry
+/// stands alone: a malformed one is skipped, not the whole EDU, and one
+/// without `last_active_ago` (which servers omit for users never active)
+/// counts as active just now.
 async fn presence(
     state: &AppState,
     origin: &ServerName,
-    c: PresenceContent,
+    content: Value,
 ) -> Result<Result<(), String>, ApiError> {
     if !state.presence().enabled() {
         return Ok(Ok(()));
     }
+    let Some(push) = content.get("push").and_then(Value::as_array) else {
+        return Ok(Err("malformed content: no push list".to_owned()));
+    };
     let mut skipped = Vec::new();
     let mut changed = Vec::new();
     let now = crate::time::now_ms();
-    for u in c.push {
+    if push.len() > MAX_PRESENCE_UPDATES {
+        skipped.push(format!(
+            "{} presence updates past the first {MAX_PRESENCE_UPDATES}",
+            push.len() - MAX_PRESENCE_UPDATES
+        ));
+    }
+    for entry in push.iter().take(MAX_PRESENCE_UPDATES) {
+        let mut entry = entry.clone();
+        if let Some(obj) = entry.as_object_mut() {
+            obj.entry("last_active_ago").or_insert(Value::from(0));
+        }
+        let u = match parse::<PresenceUpdate>(entry) {
+            Ok(u) => u,
+            Err(e) => {
+                skipped.push(e);
+                continue;
+            }
+        };
         if let Err(e) = of_origin(origin, &u.user_id) {
             skipped.push(e);
             continue;
