@@ -8,6 +8,7 @@
 //!   reads it from alpha with beta stopped. An update whose `prev_id` alpha
 //!   never saw makes alpha fetch the whole list again, which undoes a
 //!   forged device. A new cross-signing key reaches the other server too.
+//!   When Bob leaves the room they shared, alpha drops his cached list.
 
 use std::time::{Duration, Instant};
 
@@ -263,7 +264,7 @@ async fn remote_lists_are_cached_and_resynced_after_a_gap(backend: Backend) {
         &bob_dev,
     );
     bob.publish_keys(1).await;
-    shared_room(&alice.http, &bob.http).await;
+    let room = shared_room(&alice.http, &bob.http).await;
 
     // Alice's first query asks beta and starts tracking bob: alpha fetches
     // his list in the background.
@@ -398,6 +399,33 @@ async fn remote_lists_are_cached_and_resynced_after_a_gap(backend: Backend) {
         "the refetched list is not cached",
     )
     .await;
+
+    // Once Bob has left the only room they shared, alpha stops tracking
+    // him: the next query asks beta and forgets the cached list.
+    let (status, resp) = bob
+        .http
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let tracked = "SELECT COUNT(*) AS n FROM remote_device_lists WHERE user_id = '@bob:beta.test'";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        alice.query(&bob_id).await;
+        let rows = db_rows(&fed, "alpha.test", tracked).await;
+        let n: i64 = rows[0].try_get("", "n").expect("n");
+        if n == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alpha still tracks bob");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows = db_rows(
+        &fed,
+        "alpha.test",
+        "SELECT COUNT(*) AS n FROM remote_devices WHERE user_id = '@bob:beta.test'",
+    )
+    .await;
+    assert_eq!(rows[0].try_get::<i64>("", "n").expect("n"), 0);
 }
 
 backend_tests!(remote_lists_are_cached_and_resynced_after_a_gap);
