@@ -25,6 +25,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub logging: LoggingConfig,
     pub federation: FederationConfig,
+    pub presence: PresenceConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +109,17 @@ pub struct RateLimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct UserDirectoryConfig {
     pub search_all_users: bool,
+}
+
+/// Presence (`crate::presence`): online, unavailable, offline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    pub enabled: bool,
+    /// Online users without activity for this long become unavailable.
+    pub idle_timeout_ms: u64,
+    /// Users who stopped syncing this long ago become offline.
+    pub offline_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod metrics;
 pub mod notify;
 pub mod password;
+pub mod presence;
 pub mod push;
 pub mod random;
 pub mod ratelimit;

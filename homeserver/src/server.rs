@@ -128,6 +128,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     if let Err(e) = state.federation().sender().resume().await {
         tracing::error!(error = %e, "cannot resume federation delivery");
     }
+    crate::federation::remote_keys::spawn_maintenance(state.clone());
+    crate::presence::spawn_timeouts(state.clone());
     let router = crate::api::router(state);
     tokio::spawn(async move {
         shutdown_signal().await;

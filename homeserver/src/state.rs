@@ -42,6 +42,10 @@ struct Inner {
     /// Nonces handed out by `GET /_synapse/admin/v1/register`.
     admin_nonces: ExpiringMap<()>,
     federation: FederationService,
+    /// Refetches of remote users' cached device lists in progress.
+    device_list_resyncs: crate::federation::remote_keys::Resyncs,
+    /// Everyone's presence (in memory).
+    presence: crate::presence::Presence,
 }
 
 /// Cap on each in-memory credential table (see [`ExpiringMap`]).
@@ -71,6 +75,7 @@ impl AppState {
             MAX_EPHEMERAL_ENTRIES,
         );
         let rate_limiter = RateLimiter::new(&config.rate_limits);
+        let presence = crate::presence::Presence::new(&config.presence);
         let notifier = Notifier::new();
         Self(Arc::new(Inner {
             rate_limiter,
@@ -87,6 +92,8 @@ impl AppState {
             push: PushEvaluator::new(),
             notifier,
             federation,
+            device_list_resyncs: crate::federation::remote_keys::Resyncs::default(),
+            presence,
         }))
     }
 
@@ -125,6 +132,16 @@ impl AppState {
     /// shows calls it after its change commits.
     pub fn notifier(&self) -> &Notifier {
         &self.0.notifier
+    }
+
+    /// Refetches of remote users' device lists (see `federation::remote_keys`).
+    pub fn device_list_resyncs(&self) -> &crate::federation::remote_keys::Resyncs {
+        &self.0.device_list_resyncs
+    }
+
+    /// Everyone's presence (see `crate::presence`).
+    pub fn presence(&self) -> &crate::presence::Presence {
+        &self.0.presence
     }
 
     /// Who is typing in which room (in memory).

@@ -16,6 +16,8 @@ mod m0008_server_keys;
 mod m0010_dehydrated_devices;
 mod m0011_federation_txns;
 mod m0012_federation_outbox;
+mod m0013_device_list_outbound;
+mod m0014_remote_device_lists;
 
 pub struct Migrator;
 
@@ -34,6 +36,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_dehydrated_devices::Migration),
             Box::new(m0011_federation_txns::Migration),
             Box::new(m0012_federation_outbox::Migration),
+            Box::new(m0013_device_list_outbound::Migration),
+            Box::new(m0014_remote_device_lists::Migration),
         ]
     }
 }

@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
     );
     r = client::rooms::routes(r);
     r = client::receipts::routes(r);
+    r = client::presence::routes(r);
     r = route::<::ruma::api::client::sync::sync_events::v3::Request, _, _>(
         r,
         client::sync::sync_events,

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::api::error::ApiError;
 use crate::state::AppState;
-use crate::storage::{memberships, one_time_keys};
+use crate::storage::{device_list_outbox, memberships, one_time_keys};
 
 pub mod signed;
 
@@ -37,19 +37,21 @@ pub use crate::storage::one_time_keys::{counts as one_time_key_counts, unused_fa
 
 /// Wakes everyone who must learn that `user_id`'s device list changed:
 /// every room the user is joined to (its members' syncs), the user's own
-/// other devices and, for our own users, the other servers in those rooms
-/// (an `m.device_list_update` EDU). Call after the change committed.
+/// other devices and, for our own users, the sender of the updates queued
+/// for the other servers in those rooms (`storage::device_list_outbox`).
+/// Call after the change committed.
 pub async fn device_lists_changed(state: &AppState, user_id: &UserId) -> Result<(), DbErr> {
-    let mut rooms = Vec::new();
     for room in memberships::rooms_of_user(state.db(), user_id.as_str(), "join").await? {
         if let Ok(room_id) = ruma::RoomId::parse(&room.room_id) {
             state.notifier().wake_room(&room_id);
-            rooms.push(room_id);
         }
     }
     state.notifier().wake_user(user_id);
     if user_id.server_name() == state.server_name() {
-        crate::federation::announce::device_list_update(state, user_id, &rooms).await?;
+        // The changes were queued durably with the change itself.
+        let destinations =
+            device_list_outbox::destinations_of_user(state.db(), user_id.as_str()).await?;
+        state.federation().sender().wake_all(&destinations);
     }
     Ok(())
 }

@@ -1,18 +1,25 @@
 //! Telling the other servers in a room what they would not otherwise
-//! hear: our users' typing and public read receipts, as the `m.typing` and
-//! `m.receipt` EDUs (best effort and in memory, like Synapse: a newer
-//! notification of the same user in the same room replaces a queued one),
-//! that a user's devices or keys changed (`m.device_list_update`),
-//! and the membership events we accepted from a server through `send_join`,
+//! hear: our users' typing, public read receipts and presence, as the
+//! `m.typing`, `m.receipt` and `m.presence` EDUs (best effort and in
+//! memory, like Synapse: a newer notification of the same user in the same
+//! room, or of the same user's presence, replaces a queued one),
+//! that a user's devices or keys changed (`m.device_list_update` and
+//! `m.signing_key_update`, built from the durable queue
+//! `storage::device_list_outbox` when a transaction is assembled), and the
+//! membership events we accepted from a server through `send_join`,
 //! `send_leave` or `send_knock`, which only we have at first.
 
-use ruma::{EventId, OwnedRoomId, RoomId, ServerName, UserId};
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use ruma::{EventId, RoomId, ServerName, UserId};
+use sea_orm::DbErr;
+use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
+use crate::api::federation::user_keys;
 use crate::state::AppState;
-use crate::storage::streams::{self, Stream};
-use crate::storage::{events, federation_outbox, receipts};
+use crate::storage::device_list_outbox::{self, Poke};
+use crate::storage::{Db, accounts, events, federation_outbox, receipts};
 
 /// The other servers in `room_id`, or none when it cannot be told.
 async fn others(state: &AppState, room_id: &RoomId) -> Vec<String> {
@@ -42,6 +49,40 @@ pub async fn typing(state: &AppState, room_id: &RoomId, user_id: &UserId, typing
     state.federation().sender().send_edu(
         &destinations,
         Some(format!("m.typing {room_id} {user_id}")),
+        &edu,
+    );
+}
+
+/// Our user's presence (`crate::presence`), to the other servers in
+/// `rooms` as `m.presence` (in memory; a newer one of the same user
+/// replaces a queued one).
+pub async fn presence(
+    state: &AppState,
+    rooms: &[&RoomId],
+    snapshot: &crate::presence::Snapshot,
+    now_ms: i64,
+) {
+    let mut destinations = std::collections::BTreeSet::new();
+    for room in rooms {
+        destinations.extend(others(state, room).await);
+    }
+    if destinations.is_empty() {
+        return;
+    }
+    let mut update = json!({
+        "user_id": snapshot.user_id,
+        "presence": snapshot.presence.as_str(),
+        "last_active_ago": (now_ms - snapshot.last_active_ms).max(0),
+        "currently_active": snapshot.currently_active,
+    });
+    if let Some(msg) = &snapshot.status_msg {
+        update["status_msg"] = json!(msg);
+    }
+    let edu = json!({ "edu_type": "m.presence", "content": { "push": [update] } });
+    let destinations: Vec<String> = destinations.into_iter().collect();
+    state.federation().sender().send_edu(
+        &destinations,
+        Some(format!("m.presence {}", snapshot.user_id)),
         &edu,
     );
 }
@@ -113,49 +154,65 @@ pub async fn relay(
     Ok(())
 }
 
-/// Tells the other servers sharing a room with our user `user_id` that
-/// the user's device list or keys changed. The update carries no
-/// `prev_id`, which makes the receiver fetch the whole list again
-/// (`/user/devices`, with the cross-signing keys): always complete,
-/// deletions included, at the price of one request per change. Like
-/// typing, it is kept in memory; a newer update of the same user replaces
-/// a queued one.
-pub async fn device_list_update(
-    state: &AppState,
-    user_id: &UserId,
-    rooms: &[OwnedRoomId],
-) -> Result<(), sea_orm::DbErr> {
-    let mut destinations = std::collections::BTreeSet::new();
-    for room in rooms {
-        destinations.extend(others(state, room).await);
+/// The device-list changes queued for `destination` (at most `limit`,
+/// oldest first) as the EDUs that carry them: `m.device_list_update` per
+/// changed device (with its keys and name, or `deleted` when it is gone;
+/// `prev_id` chained from the last update the destination accepted), and
+/// `m.signing_key_update` for a change of the master or self-signing key.
+/// Returns the EDUs and the changes to mark sent once it accepts them.
+/// Keys are read now, not when the change was made, so a late update is
+/// never older than what it replaces.
+pub async fn device_list_edus(
+    db: &Db,
+    destination: &str,
+    limit: usize,
+) -> Result<(Vec<Value>, Vec<Poke>), DbErr> {
+    if limit == 0 {
+        return Ok((Vec::new(), Vec::new()));
     }
-    if destinations.is_empty() {
-        return Ok(());
-    }
-    let stream_id = streams::current_position(state.db(), Stream::DeviceLists).await?;
-    // The EDU names one device; with no `prev_id` the receiver refetches
-    // them all, so which one does not matter.
-    let device_id = crate::storage::device_keys::of_users(state.db(), &[user_id.to_string()])
-        .await?
-        .into_iter()
-        .next()
-        .map(|d| d.device_id)
-        .unwrap_or_default();
-    let edu = json!({
-        "edu_type": "m.device_list_update",
-        "content": {
-            "user_id": user_id,
+    let pokes = device_list_outbox::pending(db, destination, limit as i64).await?;
+    let mut users: Vec<String> = pokes.iter().map(|p| p.user_id.clone()).collect();
+    users.sort();
+    users.dedup();
+    let last_sent = device_list_outbox::last_sent(db, destination, &users).await?;
+    let mut edus = Vec::with_capacity(pokes.len());
+    for (poke, prev_id) in device_list_outbox::with_prev_ids(&last_sent, &pokes) {
+        let user = poke.user_id.as_str();
+        let Some(device_id) = &poke.device_id else {
+            // Asking for no real device: only the cross-signing keys.
+            let wanted = BTreeMap::from([(user.to_owned(), vec![String::new()])]);
+            let mut keys = user_keys::local_keys(db, &wanted).await?;
+            let mut content = json!({ "user_id": user });
+            if let Some(master) = keys.master.remove(user) {
+                content["master_key"] = master;
+            }
+            if let Some(self_signing) = keys.self_signing.remove(user) {
+                content["self_signing_key"] = self_signing;
+            }
+            edus.push(json!({ "edu_type": "m.signing_key_update", "content": content }));
+            continue;
+        };
+        let mut content = json!({
+            "user_id": user,
             "device_id": device_id,
-            "stream_id": stream_id,
-            "prev_id": [],
-            "deleted": false,
-        },
-    });
-    let destinations: Vec<String> = destinations.into_iter().collect();
-    state.federation().sender().send_edu(
-        &destinations,
-        Some(format!("m.device_list_update {user_id}")),
-        &edu,
-    );
-    Ok(())
+            "stream_id": poke.stream_id,
+            "prev_id": prev_id,
+        });
+        match accounts::get_device(db, user, device_id).await? {
+            None => content["deleted"] = json!(true),
+            Some(device) => {
+                content["deleted"] = json!(false);
+                if let Some(name) = device.display_name {
+                    content["device_display_name"] = json!(name);
+                }
+                let wanted = BTreeMap::from([(user.to_owned(), vec![device_id.clone()])]);
+                let keys = user_keys::local_keys(db, &wanted).await?;
+                if let Some(k) = keys.devices.get(user).and_then(|d| d.get(device_id)) {
+                    content["keys"] = k.clone();
+                }
+            }
+        }
+        edus.push(json!({ "edu_type": "m.device_list_update", "content": content }));
+    }
+    Ok((edus, pokes))
 }

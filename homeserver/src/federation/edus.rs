@@ -13,18 +13,22 @@
 //! - `m.direct_to_device`: delivered to local devices' inboxes (`*`: every
 //!   device), once per `message_id` (the sender's transaction ID, kept as
 //!   local to-device transaction IDs are, under no device).
-//! - `m.device_list_update`, `m.signing_key_update`: recorded as a change
-//!   of the remote user's device list, so local users sharing a room see
-//!   them in sync's `device_lists.changed` and query their keys again.
-//!   Nothing of the remote keys is cached yet, so there is nothing to
-//!   mark stale.
-//! - `m.presence`: accepted and ignored (presence is off).
+//! - `m.device_list_update`: applied to the cached device list of the
+//!   remote user (`storage::remote_devices`) when it follows on from what
+//!   we hold; otherwise the list is marked stale and refetched
+//!   (`federation::remote_keys`). `m.signing_key_update`: the cached master
+//!   and self-signing keys. Either is recorded as a change of the user's
+//!   device list, so local users sharing a room see them in sync's
+//!   `device_lists.changed` and query their keys again.
+//! - `m.presence`: the presence of the origin's users who share a room
+//!   with one of ours (`crate::presence`); others are skipped, and all of
+//!   it when presence is off.
 
 use std::time::Duration;
 
 use ruma::api::federation::transactions::edu::{
-    DeviceListUpdateContent, DirectDeviceContent, ReceiptContent, SigningKeyUpdateContent,
-    TypingContent,
+    DeviceListUpdateContent, DirectDeviceContent, PresenceUpdate, ReceiptContent,
+    SigningKeyUpdateContent, TypingContent,
 };
 use ruma::events::receipt::ReceiptThread;
 use ruma::serde::Raw;
@@ -37,12 +41,17 @@ use super::acl;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::storage::receipts::{self, NewReceipt};
+use crate::storage::remote_devices::{self, CachedDevice, Decision};
 use crate::storage::to_device::{self, InboxMessage};
 use crate::storage::{accounts, device_lists, events, memberships};
 
 /// How long a remote user is shown typing without a renewal (Synapse's
 /// federation typing timeout).
 const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most users one `m.presence` EDU may update (each costs a lookup); the
+/// rest are skipped.
+const MAX_PRESENCE_UPDATES: usize = 1_000;
 
 /// Most local devices one to-device EDU may reach (`*` expanded).
 const MAX_TO_DEVICE_RECIPIENTS: usize = 10_000;
@@ -68,14 +77,14 @@ pub async fn handle(state: &AppState, origin: &ServerName, edus: &[Value]) -> Re
                 Err(e) => Ok(Err(e)),
             },
             "m.device_list_update" => match parse::<DeviceListUpdateContent>(content) {
-                Ok(c) => device_list_changed(state, origin, &c.user_id).await,
+                Ok(c) => device_list_update(state, origin, c).await,
                 Err(e) => Ok(Err(e)),
             },
             "m.signing_key_update" => match parse::<SigningKeyUpdateContent>(content) {
-                Ok(c) => device_list_changed(state, origin, &c.user_id).await,
+                Ok(c) => signing_key_update(state, origin, c).await,
                 Err(e) => Ok(Err(e)),
             },
-            "m.presence" => Ok(Ok(())),
+            "m.presence" => presence(state, origin, content).await,
             other => Ok(Err(format!("unknown EDU type {other:?}"))),
         };
         if let Err(reason) = outcome? {
@@ -134,6 +143,70 @@ async fn typing(
         state.typing().stop(&c.room_id, &c.user_id);
     }
     Ok(Ok(()))
+}
+
+/// Presence of the origin's users who share a room with ours. Each entry
+/// stands alone: a malformed one is skipped, not the whole EDU, and one
+/// without `last_active_ago` (which servers omit for users never active)
+/// counts as active just now.
+async fn presence(
+    state: &AppState,
+    origin: &ServerName,
+    content: Value,
+) -> Result<Result<(), String>, ApiError> {
+    if !state.presence().enabled() {
+        return Ok(Ok(()));
+    }
+    let Some(push) = content.get("push").and_then(Value::as_array) else {
+        return Ok(Err("malformed content: no push list".to_owned()));
+    };
+    let mut skipped = Vec::new();
+    let mut changed = Vec::new();
+    let now = crate::time::now_ms();
+    if push.len() > MAX_PRESENCE_UPDATES {
+        skipped.push(format!(
+            "{} presence updates past the first {MAX_PRESENCE_UPDATES}",
+            push.len() - MAX_PRESENCE_UPDATES
+        ));
+    }
+    for entry in push.iter().take(MAX_PRESENCE_UPDATES) {
+        let mut entry = entry.clone();
+        if let Some(obj) = entry.as_object_mut() {
+            obj.entry("last_active_ago").or_insert(Value::from(0));
+        }
+        let u = match parse::<PresenceUpdate>(entry) {
+            Ok(u) => u,
+            Err(e) => {
+                skipped.push(e);
+                continue;
+            }
+        };
+        if let Err(e) = of_origin(origin, &u.user_id) {
+            skipped.push(e);
+            continue;
+        }
+        if !remote_devices::shares_room_with_local(state.db(), u.user_id.as_str()).await? {
+            skipped.push(format!("{} shares no room with us", u.user_id));
+            continue;
+        }
+        let ago = i64::try_from(u64::from(u.last_active_ago)).unwrap_or(i64::MAX);
+        if state.presence().remote(
+            &u.user_id,
+            u.presence,
+            u.status_msg,
+            ago,
+            u.currently_active,
+            now,
+        ) {
+            changed.push(u.user_id);
+        }
+    }
+    crate::presence::changed(state, &changed).await;
+    if skipped.is_empty() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(skipped.join("; ")))
+    }
 }
 
 /// `m.read` receipts only: private receipts never cross servers.
@@ -278,24 +351,110 @@ fn object_json<T>(raw: &Raw<T>) -> Option<String> {
     text.trim_start().starts_with('{').then(|| text.to_owned())
 }
 
-async fn device_list_changed(
+/// The JSON of a key object of `user` (and of `device`, for device keys),
+/// as text for the cache; `Err` if it is someone else's.
+fn key_of<T>(raw: &Raw<T>, user: &UserId, device: Option<&str>) -> Result<String, String> {
+    let value: Value = serde_json::from_str(raw.json().get()).map_err(|e| e.to_string())?;
+    let device_ok = device.is_none_or(|d| value["device_id"] == d);
+    if value["user_id"] == user.as_str() && device_ok {
+        Ok(value.to_string())
+    } else {
+        Err(format!("keys of another user or device than {user}'s"))
+    }
+}
+
+async fn device_list_update(
     state: &AppState,
     origin: &ServerName,
-    user: &UserId,
+    c: DeviceListUpdateContent,
 ) -> Result<Result<(), String>, ApiError> {
-    if let Err(e) = of_origin(origin, user) {
+    if let Err(e) = of_origin(origin, &c.user_id) {
         return Ok(Err(e));
     }
+    let user = c.user_id.as_str();
     // Only users someone here shares a room with matter to us.
-    if memberships::rooms_of_user(state.db(), user.as_str(), "join")
-        .await?
-        .is_empty()
-    {
+    if !remote_devices::shares_room_with_local(state.db(), user).await? {
         return Ok(Err(format!("{user} shares no room with us")));
     }
+    let keys_json = match &c.keys {
+        Some(raw) => match key_of(raw, &c.user_id, Some(c.device_id.as_str())) {
+            Ok(k) => Some(k),
+            Err(e) => return Ok(Err(e)),
+        },
+        None => None,
+    };
+    let held = remote_devices::state(state.db(), user).await?;
+    let stream_id = i64::try_from(u64::from(c.stream_id)).unwrap_or(i64::MAX);
+    let prev_ids: Vec<i64> = c
+        .prev_id
+        .iter()
+        .map(|p| i64::try_from(u64::from(*p)).unwrap_or(i64::MAX))
+        .collect();
+    let applied = match (remote_devices::decide(held, stream_id, &prev_ids), held) {
+        (Decision::Ignore, _) => return Ok(Ok(())),
+        (Decision::Apply, Some(held)) => {
+            let device = CachedDevice {
+                device_id: c.device_id.to_string(),
+                display_name: c.device_display_name.clone(),
+                keys_json,
+            };
+            let deleted = c.deleted.unwrap_or(false);
+            remote_devices::apply(
+                state.db(),
+                user,
+                held.stream_id,
+                stream_id,
+                &device,
+                deleted,
+            )
+            .await?
+        }
+        _ => false,
+    };
+    if !applied {
+        remote_devices::mark_stale(state.db(), user).await?;
+        state
+            .device_list_resyncs()
+            .schedule(state, c.user_id.clone());
+    }
+    device_list_changed(state, &c.user_id).await?;
+    Ok(Ok(()))
+}
+
+async fn signing_key_update(
+    state: &AppState,
+    origin: &ServerName,
+    c: SigningKeyUpdateContent,
+) -> Result<Result<(), String>, ApiError> {
+    if let Err(e) = of_origin(origin, &c.user_id) {
+        return Ok(Err(e));
+    }
+    let user = c.user_id.as_str();
+    if !remote_devices::shares_room_with_local(state.db(), user).await? {
+        return Ok(Err(format!("{user} shares no room with us")));
+    }
+    let mut keys = Vec::new();
+    for raw in [&c.master_key, &c.self_signing_key] {
+        keys.push(match raw {
+            Some(raw) => match key_of(raw, &c.user_id, None) {
+                Ok(k) => Some(k),
+                Err(e) => return Ok(Err(e)),
+            },
+            None => None,
+        });
+    }
+    let self_signing = keys.pop().flatten();
+    let master = keys.pop().flatten();
+    remote_devices::set_signing_keys(state.db(), user, master, self_signing).await?;
+    device_list_changed(state, &c.user_id).await?;
+    Ok(Ok(()))
+}
+
+/// Records a change of a remote user's device list for local users' syncs.
+async fn device_list_changed(state: &AppState, user: &UserId) -> Result<(), ApiError> {
     let tx = state.db().begin_write().await?;
     device_lists::record(state.db(), &tx, user.as_str()).await?;
     tx.commit().await?;
     crate::e2ee::device_lists_changed(state, user).await?;
-    Ok(Ok(()))
+    Ok(())
 }

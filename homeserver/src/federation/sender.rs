@@ -4,8 +4,9 @@
 //!
 //! - **Durable.** Our events are queued per destination in the transaction
 //!   that stores them (`storage::federation_outbox`), and to-device
-//!   messages in `to_device_outbox`, so nothing acknowledged to a client
-//!   is lost to a failure or a restart: [`Sender::resume`] restarts every
+//!   messages in `to_device_outbox` and our users' device-list changes in
+//!   `device_list_outbox`, so nothing acknowledged to a client is lost to
+//!   a failure or a restart: [`Sender::resume`] restarts every
 //!   destination with a backlog. Typing notifications and read receipts
 //!   are kept in memory only, as in Synapse: they are worth little once
 //!   stale.
@@ -41,9 +42,11 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
+use super::announce;
 use super::backoff::RetryPolicy;
 use crate::metrics::Metrics;
 use crate::storage::Db;
+use crate::storage::device_list_outbox;
 use crate::storage::federation_outbox::{self, Health, QueuedPdu};
 use crate::storage::to_device::{self, QueuedToDevice};
 
@@ -134,6 +137,7 @@ impl Sender {
     pub async fn resume(&self) -> Result<(), DbErr> {
         let mut destinations = federation_outbox::destinations_with_backlog(&self.0.db).await?;
         destinations.extend(to_device::outbox_destinations(&self.0.db).await?);
+        destinations.extend(device_list_outbox::destinations_with_backlog(&self.0.db).await?);
         destinations.sort();
         destinations.dedup();
         tracing::info!(
@@ -315,17 +319,31 @@ impl Sender {
             tracing::info!(%destination, dropped, "catching up with the newest event of each room");
         }
         let pdus = federation_outbox::pending(db, destination, MAX_PDUS as i64).await?;
-        let room_for_to_device = MAX_EDUS - edus_in_memory.len();
+        let room_for_device_lists = MAX_EDUS - edus_in_memory.len();
+        let (device_list_edus, device_list_changes) =
+            announce::device_list_edus(db, destination, room_for_device_lists).await?;
+        let room_for_to_device = room_for_device_lists - device_list_edus.len();
         let to_device = to_device::outbox(db, destination, room_for_to_device as i64).await?;
-        if pdus.is_empty() && to_device.is_empty() && edus_in_memory.is_empty() {
+        if pdus.is_empty()
+            && to_device.is_empty()
+            && edus_in_memory.is_empty()
+            && device_list_edus.is_empty()
+        {
             return Ok(false);
         }
 
         match self
-            .transmit(destination, &pdus, &to_device, &edus_in_memory)
+            .transmit(
+                destination,
+                &pdus,
+                &to_device,
+                &device_list_edus,
+                &edus_in_memory,
+            )
             .await
         {
             Sent::Done => {
+                device_list_outbox::mark_sent(db, destination, &device_list_changes).await?;
                 let sent: Vec<i64> = pdus.iter().map(|p| p.stream_ordering).collect();
                 federation_outbox::remove_sent(db, destination, &sent).await?;
                 let sent: Vec<i64> = to_device.iter().map(|m| m.stream_position).collect();
@@ -374,6 +392,7 @@ impl Sender {
         destination: &str,
         pdus: &[QueuedPdu],
         to_device: &[QueuedToDevice],
+        durable_edus: &[Value],
         edus: &[QueuedEdu],
     ) -> Sent {
         let metrics = &self.0.metrics;
@@ -404,6 +423,7 @@ impl Sender {
         request.edus = to_device
             .iter()
             .filter_map(to_device_edu)
+            .chain(durable_edus.iter().cloned())
             .chain(edus.iter().map(|q| q.edu.clone()))
             .filter_map(|edu| serde_json::value::to_raw_value(&edu).ok())
             .map(Raw::from_json)

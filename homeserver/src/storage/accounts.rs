@@ -466,7 +466,8 @@ pub async fn rename_device(
     device_id: &str,
     display_name: Option<&str>,
 ) -> Result<bool, DbErr> {
-    Ok(db
+    let tx = db.begin_write().await?;
+    let found = tx
         .execute(
             "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
             [
@@ -476,7 +477,15 @@ pub async fn rename_device(
             ],
         )
         .await?
-        > 0)
+        > 0;
+    if found {
+        // Other servers show the name too (`m.device_list_update`).
+        let device = [device_id.to_owned()];
+        let change = super::device_list_outbox::Change::Devices(&device);
+        super::device_list_outbox::record(db, &tx, user_id, change).await?;
+    }
+    tx.commit().await?;
+    Ok(found)
 }
 
 /// Creates a device that holds no session (a dehydrated device, which no
@@ -546,11 +555,12 @@ pub async fn delete_devices_in(
 /// to) behind a deleted device. Working from "devices that are gone"
 /// rather than a list of IDs also cleans up after any older deletion path.
 async fn forget_deleted_devices(db: &Db, tx: &Tx, user_id: &str) -> Result<bool, DbErr> {
-    let changed = super::device_keys::remove_deleted_devices(tx, user_id).await?;
-    if changed {
-        super::device_lists::record(db, tx, user_id).await?;
+    let gone = super::device_keys::remove_deleted_devices(tx, user_id).await?;
+    if !gone.is_empty() {
+        let change = super::device_list_outbox::Change::Devices(&gone);
+        super::device_list_outbox::record(db, tx, user_id, change).await?;
     }
-    Ok(changed)
+    Ok(!gone.is_empty())
 }
 
 /// Deletes every device of the user but `keep` (all of them if `None`),

@@ -90,15 +90,15 @@ pub async fn orphaned_devices(tx: &Tx, user_id: &str) -> Result<Vec<String>, DbE
 
 /// Removes the E2EE data of every device of `user_id` that no longer
 /// exists ([`orphaned_devices`]), in the transaction that deleted the
-/// devices (`accounts` calls it). `true` if there was any: the device list
-/// changed, and the caller records that.
-pub async fn remove_deleted_devices(tx: &Tx, user_id: &str) -> Result<bool, DbErr> {
+/// devices (`accounts` calls it). Returns the devices that were gone: the
+/// device list changed, and the caller records that.
+pub async fn remove_deleted_devices(tx: &Tx, user_id: &str) -> Result<Vec<String>, DbErr> {
     let gone = orphaned_devices(tx, user_id).await?;
     for device_id in &gone {
         delete_device(tx, user_id, device_id).await?;
         super::dehydrated_devices::forget(tx, user_id, device_id).await?;
     }
-    Ok(!gone.is_empty())
+    Ok(gone)
 }
 
 /// Deletes everything E2EE stores for one device: its keys, one-time and

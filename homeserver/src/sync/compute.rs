@@ -60,6 +60,7 @@ pub async fn current_token(state: &AppState) -> Result<SyncToken, ApiError> {
         typing: i64::try_from(state.typing().position()).unwrap_or(i64::MAX),
         to_device: streams::current_position(db, Stream::ToDevice).await?,
         device_lists: streams::current_position(db, Stream::DeviceLists).await?,
+        presence: i64::try_from(state.presence().position()).unwrap_or(i64::MAX),
     })
 }
 
@@ -594,6 +595,15 @@ pub async fn compute(
         .iter()
         .map(format::raw)
         .collect::<Result<_, _>>()?;
+    let since_presence = p.since.map(|s| s.presence);
+    crate::presence::fill_sync(
+        state,
+        p.user_id,
+        since_presence,
+        &p.filter.presence,
+        &mut resp.presence,
+    )
+    .await?;
     // To-device messages may stop short of `now` (a full batch).
     let mut next = now;
     next.to_device = e2ee::fill(

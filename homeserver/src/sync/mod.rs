@@ -25,7 +25,9 @@
 //! - `summary` (counts and heroes) is sent for rooms sent whole and for
 //!   rooms whose timeline has membership changes; heroes are always
 //!   listed, clients use them only for rooms without a name.
-//! - `presence` is empty and `set_presence` is accepted and ignored.
+//! - `presence` carries the users sharing a room with the user, and the
+//!   user, as `crate::presence` keeps them; `set_presence` is applied by
+//!   the handler before computing.
 
 pub mod assemble;
 pub mod compute;

@@ -41,7 +41,8 @@ sync_token!(
     receipts,
     typing,
     to_device,
-    device_lists
+    device_lists,
+    presence
 );
 
 impl SyncToken {
@@ -101,8 +102,9 @@ mod tests {
             typing: 9,
             to_device: 1,
             device_lists: 2,
+            presence: 5,
         };
-        assert_eq!(t.to_string(), "s42_7_3_9_1_2");
+        assert_eq!(t.to_string(), "s42_7_3_9_1_2_5");
         assert_eq!(SyncToken::parse(&t.to_string()), Some(t));
     }
 
@@ -111,7 +113,7 @@ mod tests {
         let t = SyncToken::parse("s5_6").expect("short token");
         assert_eq!((t.timeline, t.account_data, t.receipts), (5, 6, 0));
         assert_eq!(t.device_lists, 0);
-        let longer = SyncToken::parse("s1_2_3_4_5_6_7_8").expect("longer token");
+        let longer = SyncToken::parse("s1_2_3_4_5_6_7_8_9").expect("longer token");
         assert_eq!(longer.device_lists, 6);
     }
 

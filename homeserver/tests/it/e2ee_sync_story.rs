@@ -386,7 +386,8 @@ async fn encrypted_room_story(backend: Backend) {
     );
     assert!(resp.get("device_lists").is_none(), "{resp}");
     let fields = token_fields(bob.since.as_deref().expect("token"));
-    assert_eq!(fields.len(), 6, "{fields:?}");
+    // Six streams up to the device lists; later streams (presence) follow.
+    assert!(fields.len() >= 6, "{fields:?}");
     assert!(fields[5] > 0, "device-list position in {fields:?}");
     alice.sync().await;
 

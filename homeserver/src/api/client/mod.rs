@@ -4,6 +4,7 @@ pub mod account;
 pub mod directory;
 pub mod discovery;
 pub mod keys;
+pub mod presence;
 pub mod receipts;
 pub mod rooms;
 pub mod sync;

@@ -60,6 +60,8 @@ pub async fn sync_events(
         .map(SyncToken::parse_param)
         .transpose()?;
     let filter = sync::filter::resolve(db, auth.user_id.as_str(), req.filter).await?;
+    // The user counts as syncing (online) until this request ends.
+    let _syncing = crate::presence::sync_started(&state, &auth.user_id, &req.set_presence).await;
     if since.is_none() {
         // Push rules are stored on first access; do it before taking the
         // token so the initial sync carries them (clients need them).

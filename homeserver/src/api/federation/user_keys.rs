@@ -23,8 +23,8 @@ use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::e2ee::signed;
 use crate::state::AppState;
-use crate::storage::streams::{self, Stream};
-use crate::storage::{cross_signing, device_keys};
+use crate::storage::{Db, cross_signing, device_keys, device_list_outbox};
+use sea_orm::DbErr;
 
 /// The most users one query may name (a claim's bound is
 /// [`crate::e2ee::MAX_CLAIMS`]).
@@ -35,27 +35,28 @@ fn convert<T: DeserializeOwned>(value: &impl Serialize) -> Result<T, ApiError> {
     serde_json::from_str(&text).map_err(|e| ApiError::internal("decode", e))
 }
 
-fn stored(text: &str) -> Result<Value, ApiError> {
-    serde_json::from_str(text).map_err(|e| ApiError::internal("stored key JSON", e))
+fn stored(text: &str) -> Result<Value, DbErr> {
+    serde_json::from_str(text).map_err(|e| DbErr::Custom(format!("stored key JSON: {e}")))
 }
 
 /// The local users' keys a server may see: device keys (only `devices`
 /// when given and not empty), and master and self-signing keys, each with
 /// its owner's signatures merged in.
-struct LocalKeys {
+/// Also what our `m.device_list_update` and `m.signing_key_update` EDUs carry.
+pub(crate) struct LocalKeys {
     /// user -> device -> device keys (with `unsigned.device_display_name`).
-    devices: BTreeMap<String, BTreeMap<String, Value>>,
-    master: BTreeMap<String, Value>,
-    self_signing: BTreeMap<String, Value>,
+    pub devices: BTreeMap<String, BTreeMap<String, Value>>,
+    pub master: BTreeMap<String, Value>,
+    pub self_signing: BTreeMap<String, Value>,
 }
 
-async fn local_keys(
-    state: &AppState,
+pub(crate) async fn local_keys(
+    db: &Db,
     wanted: &BTreeMap<String, Vec<String>>,
-) -> Result<LocalKeys, ApiError> {
+) -> Result<LocalKeys, DbErr> {
     let users: Vec<String> = wanted.keys().cloned().collect();
     // No viewer of ours: only the owners' own signatures match.
-    let sigs = cross_signing::signatures_on(state.db(), &users, "").await?;
+    let sigs = cross_signing::signatures_on(db, &users, "").await?;
     let merge = |obj: &mut Value, user: &str, key_id: &str| {
         for s in sigs
             .iter()
@@ -69,7 +70,7 @@ async fn local_keys(
         master: BTreeMap::new(),
         self_signing: BTreeMap::new(),
     };
-    for d in device_keys::of_users(state.db(), &users).await? {
+    for d in device_keys::of_users(db, &users).await? {
         if wanted
             .get(&d.user_id)
             .is_some_and(|w| !w.is_empty() && !w.contains(&d.device_id))
@@ -89,7 +90,7 @@ async fn local_keys(
             .or_default()
             .insert(d.device_id.clone(), obj);
     }
-    for k in cross_signing::of_users(state.db(), &users).await? {
+    for k in cross_signing::of_users(db, &users).await? {
         let target = match k.key_type.as_str() {
             "master" => &mut out.master,
             "self_signing" => &mut out.self_signing,
@@ -117,8 +118,10 @@ pub async fn devices(
     tracing::debug!(%origin, user_id = %req.user_id, "device list query");
     let user = req.user_id.to_string();
     let wanted = BTreeMap::from([(user.clone(), Vec::new())]);
-    let mut keys = local_keys(&state, &wanted).await?;
-    let position = streams::current_position(state.db(), Stream::DeviceLists).await?;
+    let mut keys = local_keys(state.db(), &wanted).await?;
+    // The stream ID of the user's newest change: updates queued for the
+    // asking server up to it are then skipped, and the next applies.
+    let position = device_list_outbox::latest_stream_id(state.db(), &user).await?;
     let mut resp = get_devices::v1::Response::new(
         req.user_id.clone(),
         UInt::try_from(position.max(0)).unwrap_or(UInt::MAX),
@@ -158,7 +161,7 @@ pub async fn query(
         .filter(|(u, _)| u.server_name() == state.server_name())
         .map(|(u, d)| (u.to_string(), d.iter().map(ToString::to_string).collect()))
         .collect();
-    let keys = local_keys(&state, &wanted).await?;
+    let keys = local_keys(state.db(), &wanted).await?;
     let mut resp = get_keys::v1::Response::new(convert(&keys.devices)?);
     resp.master_keys = convert(&keys.master)?;
     resp.self_signing_keys = convert(&keys.self_signing)?;

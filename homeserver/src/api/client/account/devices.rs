@@ -78,6 +78,7 @@ pub async fn update(
     if !found {
         return Err(ApiError::not_found("Device not found"));
     }
+    crate::e2ee::device_lists_changed(&state, &auth.user_id).await?;
     Ok(RumaResponse(update_device::v3::Response::new()))
 }
 

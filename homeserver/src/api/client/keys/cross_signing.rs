@@ -20,6 +20,7 @@ use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::e2ee::{self, signed};
 use crate::state::AppState;
 use crate::storage::cross_signing::{self, CrossSigningKey, Signature};
+use crate::storage::device_list_outbox::{self, Change};
 use crate::storage::{Tx, device_keys, device_lists};
 
 /// `M_INVALID_SIGNATURE`, which ruma's `ErrorKind` has no variant for.
@@ -175,7 +176,12 @@ pub async fn upload_keys(
         )
         .await?;
     }
-    device_lists::record(state.db(), &tx, user).await?;
+    // Other servers see the master and self-signing keys only.
+    if uploads.iter().any(|u| u.key_type != "user_signing") {
+        device_list_outbox::record(state.db(), &tx, user, Change::SigningKeys).await?;
+    } else {
+        device_lists::record(state.db(), &tx, user).await?;
+    }
     tx.commit().await?;
     e2ee::device_lists_changed(&state, &auth.user_id).await?;
     Ok(RumaResponse(upload_signing_keys::v3::Response::new()))
@@ -344,6 +350,9 @@ pub async fn upload_signatures(
             return Err(ApiError::bad_json("signed keys must be objects"));
         };
         let mut user_changed = false;
+        // What other servers see change: signed devices, a signed master key.
+        let mut signed_devices = Vec::new();
+        let mut signed_master = false;
         for (key_id, obj) in keys {
             let mut fail = |f: Value| {
                 failures
@@ -372,6 +381,11 @@ pub async fn upload_signatures(
             };
             match checked_signatures(&tx, signer, &target, &uploaded).await? {
                 Ok(sigs) => {
+                    match target {
+                        Target::OwnDevice { .. } => signed_devices.push(key_id.clone()),
+                        Target::OwnMaster { .. } => signed_master = true,
+                        Target::OtherMaster { .. } => {}
+                    }
                     for (signer_key_id, signature) in sigs {
                         cross_signing::add_signature(
                             &tx,
@@ -391,7 +405,17 @@ pub async fn upload_signatures(
             }
         }
         if user_changed {
-            device_lists::record(state.db(), &tx, user.as_str()).await?;
+            if !signed_devices.is_empty() {
+                let change = Change::Devices(&signed_devices);
+                device_list_outbox::record(state.db(), &tx, user.as_str(), change).await?;
+            }
+            if signed_master {
+                let change = Change::SigningKeys;
+                device_list_outbox::record(state.db(), &tx, user.as_str(), change).await?;
+            }
+            if signed_devices.is_empty() && !signed_master {
+                device_lists::record(state.db(), &tx, user.as_str()).await?;
+            }
             changed_users.push(user.clone());
         }
     }

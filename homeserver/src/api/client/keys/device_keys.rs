@@ -14,6 +14,7 @@ use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::e2ee::{self, signed};
 use crate::state::AppState;
+use crate::storage::device_list_outbox::{self, Change};
 use crate::storage::device_lists;
 use crate::storage::one_time_keys::{self, Key};
 use crate::storage::{Db, Tx, cross_signing, device_keys as stored_keys};
@@ -143,7 +144,8 @@ pub(super) async fn store_upload(
         let text = signed::to_text(obj);
         if stored_keys::get(tx, user, device).await?.as_deref() != Some(text.as_str()) {
             stored_keys::set(tx, user, device, &text).await?;
-            device_lists::record(db, tx, user).await?;
+            let device = [device.to_owned()];
+            device_list_outbox::record(db, tx, user, Change::Devices(&device)).await?;
             list_changed = true;
         }
     }

@@ -92,5 +92,6 @@ pub async fn create_receipt(
             .await?;
         }
     }
+    crate::presence::active(&state, &auth.user_id).await;
     Ok(RumaResponse(create_receipt::Response::new()))
 }

@@ -83,5 +83,6 @@ pub async fn send_message(
             }),
         )
         .await?;
+    crate::presence::active(&state, &auth.user_id).await;
     Ok(RumaResponse(send_message_event::Response::new(event_id)))
 }
