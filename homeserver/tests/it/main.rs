@@ -47,6 +47,7 @@ mod sync_filters;
 mod sync_long_poll;
 mod sync_memberships;
 mod sync_story;
+mod synapse_interop;
 mod tags;
 mod transaction_ids;
 mod typing;

@@ -1,0 +1,552 @@
+//! Myelin federates with a real Synapse (see `common::synapse`): Mia uses Myelin, Sam uses
+//! Synapse, both servers on loopback with real TLS and real signing keys.
+//!
+//! - Sam creates a room on Synapse (room version 12) and invites Mia; Mia joins through
+//!   Synapse. Messages flow both ways and show in each side's `/sync`. Sam gives Mia power;
+//!   she sets the topic, he renames the room, and both servers' state agrees.
+//! - Mia creates a room on Myelin; Sam joins it through Myelin. Messages flow both ways;
+//!   Sam leaves and both sides see it.
+//! - Encrypted chat both ways: each reads the other's device keys and claims a one-time key
+//!   across the servers, shares a Megolm key in an Olm to-device message, and decrypts the
+//!   other's messages.
+
+use std::time::{Duration, Instant};
+
+use crate::common::federation::Federation;
+use crate::common::synapse::{self, Synapse};
+use crate::common::{Backend, Client, enc, register};
+use crate::e2ee_sync_story::{Peer, read_timeline, send_encrypted};
+use serde_json::{Value, json};
+use vodozemac::megolm::{GroupSession, SessionConfig as MegolmConfig};
+
+const V3: &str = "/_matrix/client/v3";
+/// How long anything may take to cross from one server to the other.
+const CROSSING: Duration = Duration::from_secs(30);
+
+/// Myelin (one server named `127.0.0.1:<port>`) and Synapse, or `None` when the story skips.
+async fn start(backend: Backend) -> Option<(Federation, Synapse)> {
+    let venv = synapse::venv()?;
+    let fed = Federation::start_ip_literal(
+        backend,
+        // Retry soon if the first attempt reaches Synapse before it is ready.
+        &[(
+            "MYELIN__FEDERATION__DESTINATION_MIN_RETRY_INTERVAL_MS",
+            "300",
+        )],
+    )
+    .await;
+    let synapse = Synapse::start(&venv, &fed).await;
+    Some((fed, synapse))
+}
+
+/// A `/sync` client that keeps its token.
+struct Syncer {
+    client: Client,
+    since: Option<String>,
+}
+
+impl Syncer {
+    fn new(client: Client) -> Self {
+        Self {
+            client,
+            since: None,
+        }
+    }
+
+    async fn sync(&mut self) -> Value {
+        let path = match &self.since {
+            Some(s) => format!("{V3}/sync?since={}&timeout=0", enc(s)),
+            None => format!("{V3}/sync?timeout=0"),
+        };
+        let (status, resp) = self.client.get(&path).await;
+        assert_eq!(status, 200, "{resp}");
+        self.since = Some(resp["next_batch"].as_str().expect("next_batch").to_owned());
+        resp
+    }
+
+    /// Syncs until `found` picks something out of a response; `what` names it for the
+    /// failure message, `logs` explains a failure.
+    async fn until<T>(
+        &mut self,
+        what: &str,
+        logs: &dyn Fn() -> String,
+        mut found: impl FnMut(&Value) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + CROSSING;
+        loop {
+            let resp = self.sync().await;
+            if let Some(t) = found(&resp) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "never saw {what}\n{}", logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The timeline events of `room` in a sync response.
+fn timeline<'a>(resp: &'a Value, room: &str) -> Vec<&'a Value> {
+    resp["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| events.iter().collect())
+        .unwrap_or_default()
+}
+
+/// The event of `room`'s timeline in a sync response that is a message with `body`.
+fn message<'a>(resp: &'a Value, room: &str, body: &str) -> Option<&'a Value> {
+    timeline(resp, room)
+        .into_iter()
+        .find(|e| e["type"] == "m.room.message" && e["content"]["body"] == body)
+}
+
+async fn send_text(client: &Client, room: &str, txn: &str, body: &str) -> String {
+    let (status, resp) = client
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/{txn}", enc(room)),
+            &json!({ "msgtype": "m.text", "body": body }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    resp["event_id"].as_str().expect("event_id").to_owned()
+}
+
+async fn put_state(client: &Client, room: &str, event_type: &str, content: Value) -> String {
+    let (status, resp) = client
+        .put(
+            &format!("{V3}/rooms/{}/state/{event_type}/", enc(room)),
+            &content,
+        )
+        .await;
+    assert_eq!(status, 200, "{event_type}: {resp}");
+    resp["event_id"].as_str().expect("event_id").to_owned()
+}
+
+/// The room's current state as `client` reads it: `(type, state_key)` -> (event ID, content).
+async fn state(
+    client: &Client,
+    room: &str,
+) -> std::collections::BTreeMap<(String, String), (String, Value)> {
+    let (status, events) = client
+        .get(&format!("{V3}/rooms/{}/state", enc(room)))
+        .await;
+    assert_eq!(status, 200, "{events}");
+    events
+        .as_array()
+        .expect("state list")
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["type"].as_str().expect("type").to_owned(),
+                    e["state_key"].as_str().expect("state_key").to_owned(),
+                ),
+                (
+                    e["event_id"].as_str().expect("event_id").to_owned(),
+                    e["content"].clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn room_version(client: &Client, room: &str) -> String {
+    let (status, create) = client
+        .get(&format!("{V3}/rooms/{}/state/m.room.create/", enc(room)))
+        .await;
+    assert_eq!(status, 200, "{create}");
+    create["room_version"]
+        .as_str()
+        .expect("room_version")
+        .to_owned()
+}
+
+/// Waits until both clients read the same current state of `room`, and returns it.
+async fn agreed_state(
+    a: &Client,
+    b: &Client,
+    room: &str,
+    logs: &dyn Fn() -> String,
+    done: impl Fn(&std::collections::BTreeMap<(String, String), (String, Value)>) -> bool,
+) -> std::collections::BTreeMap<(String, String), (String, Value)> {
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let (sa, sb) = (state(a, room).await, state(b, room).await);
+        if sa == sb && done(&sa) {
+            return sa;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the servers disagree on the state of {room}:\n{sa:#?}\n{sb:#?}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn logs(fed: &Federation, synapse: &Synapse) -> impl Fn() -> String {
+    let myelin = fed.servers[0].log();
+    let synapse = synapse.log_tail();
+    move || {
+        let from = myelin.lines().count().saturating_sub(150);
+        let tail: Vec<&str> = myelin.lines().skip(from).collect();
+        format!("--- myelin log (last lines)\n{}\n{synapse}", tail.join("\n"))
+    }
+}
+
+/// Sam's room on Synapse, joined by Mia from Myelin.
+async fn myelin_user_joins_synapse_room(backend: Backend) {
+    let Some((fed, synapse)) = start(backend).await else {
+        return;
+    };
+    let myelin = &fed.servers[0];
+    let logs = || logs(&fed, &synapse)();
+    let (mia_id, mia_token, _) = register(&myelin.client(), "mia", "pw-mia-1234").await;
+    let (sam_id, sam_token, _) = synapse.register("sam", "pw-sam-1234").await;
+    assert!(sam_id.ends_with(&format!(":{}", synapse.name)), "{sam_id}");
+    let mia = myelin.client().with_token(&mia_token);
+    let sam = synapse.client().with_token(&sam_token);
+    let mut mia_sync = Syncer::new(mia.clone());
+    let mut sam_sync = Syncer::new(sam.clone());
+    mia_sync.sync().await;
+    sam_sync.sync().await;
+
+    let (status, resp) = sam
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({ "preset": "private_chat", "name": "Made on Synapse" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    assert_eq!(room_version(&sam, &room).await, "12");
+
+    // The invite crosses to Myelin, and Mia sees it in her sync.
+    let (status, resp) = sam
+        .post(
+            &format!("{V3}/rooms/{}/invite", enc(&room)),
+            &json!({ "user_id": mia_id }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    mia_sync
+        .until("the invite on Myelin", &logs, |r| {
+            r["rooms"]["invite"][room.as_str()].as_object().map(|_| ())
+        })
+        .await;
+    let (status, resp) = mia
+        .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    assert_eq!(room_version(&mia, &room).await, "12");
+    sam_sync
+        .until("Mia's join on Synapse", &logs, |r| {
+            timeline(r, &room)
+                .into_iter()
+                .find(|e| {
+                    e["type"] == "m.room.member"
+                        && e["state_key"] == mia_id.as_str()
+                        && e["content"]["membership"] == "join"
+                })
+                .map(|_| ())
+        })
+        .await;
+
+    // Messages both ways.
+    let from_sam = send_text(&sam, &room, "s1", "hello from synapse").await;
+    let seen = mia_sync
+        .until("Sam's message on Myelin", &logs, |r| {
+            message(r, &room, "hello from synapse").cloned()
+        })
+        .await;
+    assert_eq!(seen["event_id"], from_sam.as_str());
+    assert_eq!(seen["sender"], sam_id.as_str());
+    let from_mia = send_text(&mia, &room, "m1", "hello from myelin").await;
+    let seen = sam_sync
+        .until("Mia's message on Synapse", &logs, |r| {
+            message(r, &room, "hello from myelin").cloned()
+        })
+        .await;
+    assert_eq!(seen["event_id"], from_mia.as_str());
+    assert_eq!(seen["sender"], mia_id.as_str());
+
+    // State both ways: Sam gives Mia power, she sets the topic, he renames the room.
+    let (status, mut levels) = sam
+        .get(&format!(
+            "{V3}/rooms/{}/state/m.room.power_levels/",
+            enc(&room)
+        ))
+        .await;
+    assert_eq!(status, 200, "{levels}");
+    levels["users"][mia_id.as_str()] = json!(50);
+    put_state(&sam, &room, "m.room.power_levels", levels).await;
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let (status, levels) = mia
+            .get(&format!(
+                "{V3}/rooms/{}/state/m.room.power_levels/",
+                enc(&room)
+            ))
+            .await;
+        if status == 200 && levels["users"][mia_id.as_str()] == 50 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Mia never got power: {levels}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let topic = put_state(&mia, &room, "m.room.topic", json!({ "topic": "set on myelin" })).await;
+    let name = put_state(&sam, &room, "m.room.name", json!({ "name": "Renamed on Synapse" })).await;
+    let agreed = agreed_state(&mia, &sam, &room, &logs, |s| {
+        s.get(&("m.room.topic".into(), String::new()))
+            .is_some_and(|(id, _)| *id == topic)
+            && s.get(&("m.room.name".into(), String::new()))
+                .is_some_and(|(id, _)| *id == name)
+    })
+    .await;
+    let content = |t: &str, k: &str| agreed[&(t.to_owned(), k.to_owned())].1.clone();
+    assert_eq!(content("m.room.topic", "")["topic"], "set on myelin");
+    assert_eq!(content("m.room.name", "")["name"], "Renamed on Synapse");
+    assert_eq!(content("m.room.member", &mia_id)["membership"], "join");
+    assert_eq!(content("m.room.member", &sam_id)["membership"], "join");
+}
+
+/// Mia's room on Myelin, joined by Sam from Synapse; Sam leaves.
+async fn synapse_user_joins_myelin_room(backend: Backend) {
+    let Some((fed, synapse)) = start(backend).await else {
+        return;
+    };
+    let myelin = &fed.servers[0];
+    let logs = || logs(&fed, &synapse)();
+    let (mia_id, mia_token, _) = register(&myelin.client(), "mia", "pw-mia-1234").await;
+    let (sam_id, sam_token, _) = synapse.register("sam", "pw-sam-1234").await;
+    let mia = myelin.client().with_token(&mia_token);
+    let sam = synapse.client().with_token(&sam_token);
+    let mut mia_sync = Syncer::new(mia.clone());
+    let mut sam_sync = Syncer::new(sam.clone());
+    mia_sync.sync().await;
+    sam_sync.sync().await;
+
+    let (status, resp) = mia
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({ "preset": "public_chat", "name": "Made on Myelin" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    assert_eq!(room_version(&mia, &room).await, "12");
+
+    let (status, resp) = sam
+        .post(
+            &format!("{V3}/join/{}?server_name={}", enc(&room), enc(&myelin.name)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    assert_eq!(room_version(&sam, &room).await, "12");
+    mia_sync
+        .until("Sam's join on Myelin", &logs, |r| {
+            timeline(r, &room)
+                .into_iter()
+                .find(|e| {
+                    e["type"] == "m.room.member"
+                        && e["state_key"] == sam_id.as_str()
+                        && e["content"]["membership"] == "join"
+                })
+                .map(|_| ())
+        })
+        .await;
+    let agreed = agreed_state(&mia, &sam, &room, &logs, |_| true).await;
+    assert_eq!(
+        agreed[&("m.room.name".to_owned(), String::new())].1["name"],
+        "Made on Myelin"
+    );
+
+    // Messages both ways.
+    let from_mia = send_text(&mia, &room, "m1", "welcome to myelin").await;
+    let seen = sam_sync
+        .until("Mia's message on Synapse", &logs, |r| {
+            message(r, &room, "welcome to myelin").cloned()
+        })
+        .await;
+    assert_eq!(seen["event_id"], from_mia.as_str());
+    let from_sam = send_text(&sam, &room, "s1", "thanks from synapse").await;
+    let seen = mia_sync
+        .until("Sam's message on Myelin", &logs, |r| {
+            message(r, &room, "thanks from synapse").cloned()
+        })
+        .await;
+    assert_eq!(seen["event_id"], from_sam.as_str());
+    assert_eq!(seen["sender"], sam_id.as_str());
+
+    // Sam leaves: Synapse files the room under `leave`, Myelin shows the leave.
+    let (status, resp) = sam
+        .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    sam_sync
+        .until("the room under leave on Synapse", &logs, |r| {
+            r["rooms"]["leave"][room.as_str()].as_object().map(|_| ())
+        })
+        .await;
+    mia_sync
+        .until("Sam's leave on Myelin", &logs, |r| {
+            timeline(r, &room)
+                .into_iter()
+                .find(|e| {
+                    e["type"] == "m.room.member"
+                        && e["state_key"] == sam_id.as_str()
+                        && e["content"]["membership"] == "leave"
+                })
+                .map(|_| ())
+        })
+        .await;
+    let (status, members) = mia
+        .get(&format!("{V3}/rooms/{}/joined_members", enc(&room)))
+        .await;
+    assert_eq!(status, 200, "{members}");
+    let joined: Vec<&String> = members["joined"]
+        .as_object()
+        .expect("joined")
+        .keys()
+        .collect();
+    assert_eq!(joined, vec![&mia_id]);
+}
+
+/// Encrypted chat both ways between a Myelin and a Synapse user.
+async fn encrypted_chat_both_ways(backend: Backend) {
+    let Some((fed, synapse)) = start(backend).await else {
+        return;
+    };
+    let myelin = &fed.servers[0];
+    let logs = || logs(&fed, &synapse)();
+    let (mia_id, mia_token, mia_dev) = register(&myelin.client(), "mia", "pw-mia-1234").await;
+    let (sam_id, sam_token, sam_dev) = synapse.register("sam", "pw-sam-1234").await;
+    let mut mia = Peer::new(myelin.client().with_token(&mia_token), &mia_id, &mia_dev);
+    let mut sam = Peer::new(synapse.client().with_token(&sam_token), &sam_id, &sam_dev);
+    mia.publish_keys(2).await;
+    sam.publish_keys(2).await;
+    mia.sync().await;
+    sam.sync().await;
+
+    let (status, resp) = mia
+        .http
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({
+                "preset": "public_chat",
+                "initial_state": [{
+                    "type": "m.room.encryption", "state_key": "",
+                    "content": { "algorithm": "m.megolm.v1.aes-sha2" },
+                }],
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let (status, resp) = sam
+        .http
+        .post(
+            &format!("{V3}/join/{}?server_name={}", enc(&room), enc(&myelin.name)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+
+    // Each reads the other's device keys through their own server, and claims a one-time key.
+    let keys_of = |peer: &Peer, device_keys: &serde_json::Map<String, Value>, dev: &str| {
+        let device = device_keys
+            .get(dev)
+            .unwrap_or_else(|| panic!("{dev} in {device_keys:?} for {}", peer.user()));
+        let key = |alg: &str| {
+            device["keys"][format!("{alg}:{dev}")]
+                .as_str()
+                .expect("key")
+                .to_owned()
+        };
+        (key("curve25519"), key("ed25519"))
+    };
+    let sam_keys = keys_of(&sam, &mia.query(&sam_id).await, &sam_dev);
+    assert_eq!(sam_keys, (sam.curve(), sam.ed()));
+    let mia_keys = keys_of(&mia, &sam.query(&mia_id).await, &mia_dev);
+    assert_eq!(mia_keys, (mia.curve(), mia.ed()));
+    let sam_otk = mia.claim(&sam_id, &sam_dev, &sam_keys.1).await;
+    let mia_otk = sam.claim(&mia_id, &mia_dev, &mia_keys.1).await;
+
+    // Megolm keys travel in Olm to-device messages, each way.
+    let mut mia_group = GroupSession::new(MegolmConfig::version_1());
+    let mut sam_group = GroupSession::new(MegolmConfig::version_1());
+    mia.share_room_key(
+        (&sam_id, &sam_dev),
+        (&sam_keys.0, &sam_keys.1),
+        sam_otk,
+        &room,
+        &mia_group,
+        "key-m",
+    )
+    .await;
+    sam.share_room_key(
+        (&mia_id, &mia_dev),
+        (&mia_keys.0, &mia_keys.1),
+        mia_otk,
+        &room,
+        &sam_group,
+        "key-s",
+    )
+    .await;
+    for peer in [&mut mia, &mut sam] {
+        let deadline = Instant::now() + CROSSING;
+        loop {
+            let resp = peer.sync().await;
+            if peer
+                .receive_to_device(&resp)
+                .iter()
+                .any(|p| p["type"] == "m.room_key")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the room key never reached {}\n{}",
+                peer.user(),
+                logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Encrypted messages each way; each side decrypts the other's.
+    send_encrypted(&mia, &mut mia_group, &room, "e-m1", "secret from myelin").await;
+    send_encrypted(&sam, &mut sam_group, &room, "e-s1", "secret from synapse").await;
+    for (peer, want) in [
+        (&mut sam, "secret from myelin"),
+        (&mut mia, "secret from synapse"),
+    ] {
+        let deadline = Instant::now() + CROSSING;
+        loop {
+            let resp = peer.sync().await;
+            if read_timeline(peer, &resp, &room)
+                .iter()
+                .any(|b| b.as_deref() == Some(want))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never decrypted {want:?}\n{}",
+                peer.user(),
+                logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+backend_tests!(
+    myelin_user_joins_synapse_room,
+    synapse_user_joins_myelin_room,
+    encrypted_chat_both_ways
+);
