@@ -92,6 +92,22 @@ fn timeline<'a>(resp: &'a Value, room: &str) -> Vec<&'a Value> {
         .unwrap_or_default()
 }
 
+/// The ephemeral event of `event_type` for `room` in a sync response.
+fn ephemeral<'a>(resp: &'a Value, room: &str, event_type: &str) -> Option<&'a Value> {
+    resp["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()?
+        .iter()
+        .find(|e| e["type"] == event_type)
+}
+
+/// The users an `m.typing` event lists (each side also lists its own user while typing).
+fn typing_users(event: &Value) -> Vec<&str> {
+    event["content"]["user_ids"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 /// The event of `room`'s timeline in a sync response that is a message with `body`.
 fn message<'a>(resp: &'a Value, room: &str, body: &str) -> Option<&'a Value> {
     timeline(resp, room)
@@ -126,9 +142,7 @@ async fn state(
     client: &Client,
     room: &str,
 ) -> std::collections::BTreeMap<(String, String), (String, Value)> {
-    let (status, events) = client
-        .get(&format!("{V3}/rooms/{}/state", enc(room)))
-        .await;
+    let (status, events) = client.get(&format!("{V3}/rooms/{}/state", enc(room))).await;
     assert_eq!(status, 200, "{events}");
     events
         .as_array()
@@ -189,8 +203,42 @@ fn logs(fed: &Federation, synapse: &Synapse) -> impl Fn() -> String {
     move || {
         let from = myelin.lines().count().saturating_sub(150);
         let tail: Vec<&str> = myelin.lines().skip(from).collect();
-        format!("--- myelin log (last lines)\n{}\n{synapse}", tail.join("\n"))
+        format!(
+            "--- myelin log (last lines)\n{}\n{synapse}",
+            tail.join("\n")
+        )
     }
+}
+
+/// `knocker` knocks on `room` through `via`; the member's sync shows the knock.
+async fn knock_and_see(
+    knocker: &Client,
+    member_sync: &mut Syncer,
+    room: &str,
+    via: &str,
+    knocker_id: &str,
+    logs: &dyn Fn() -> String,
+) {
+    let (status, resp) = knocker
+        .post(
+            &format!("{V3}/knock/{}?server_name={}", enc(room), enc(via)),
+            &json!({ "reason": "let me back in" }),
+        )
+        .await;
+    assert_eq!(status, 200, "knocking: {resp}\n{}", logs());
+    assert_eq!(resp["room_id"], room, "{resp}");
+    member_sync
+        .until("the knock", logs, |r| {
+            timeline(r, room)
+                .into_iter()
+                .find(|e| {
+                    e["type"] == "m.room.member"
+                        && e["state_key"] == knocker_id
+                        && e["content"]["membership"] == "knock"
+                })
+                .map(|_| ())
+        })
+        .await;
 }
 
 /// Sam's room on Synapse, joined by Mia from Myelin.
@@ -220,19 +268,41 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
     let room = resp["room_id"].as_str().expect("room_id").to_owned();
     assert_eq!(room_version(&sam, &room).await, "12");
 
-    // The invite crosses to Myelin, and Mia sees it in her sync.
-    let (status, resp) = sam
-        .post(
-            &format!("{V3}/rooms/{}/invite", enc(&room)),
-            &json!({ "user_id": mia_id }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}\n{}", logs());
-    mia_sync
-        .until("the invite on Myelin", &logs, |r| {
-            r["rooms"]["invite"][room.as_str()].as_object().map(|_| ())
-        })
-        .await;
+    // The invite crosses to Myelin, and Mia sees it in her sync. She declines the first
+    // (her leave goes back through Synapse), and accepts the second.
+    for round in ["declined", "accepted"] {
+        let (status, resp) = sam
+            .post(
+                &format!("{V3}/rooms/{}/invite", enc(&room)),
+                &json!({ "user_id": mia_id }),
+            )
+            .await;
+        assert_eq!(status, 200, "{round}: {resp}\n{}", logs());
+        mia_sync
+            .until("the invite on Myelin", &logs, |r| {
+                r["rooms"]["invite"][room.as_str()].as_object().map(|_| ())
+            })
+            .await;
+        if round == "accepted" {
+            break;
+        }
+        let (status, resp) = mia
+            .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
+            .await;
+        assert_eq!(status, 200, "declining: {resp}\n{}", logs());
+        sam_sync
+            .until("Mia's declined invite on Synapse", &logs, |r| {
+                timeline(r, &room)
+                    .into_iter()
+                    .find(|e| {
+                        e["type"] == "m.room.member"
+                            && e["state_key"] == mia_id.as_str()
+                            && e["content"]["membership"] == "leave"
+                    })
+                    .map(|_| ())
+            })
+            .await;
+    }
     let (status, resp) = mia
         .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
         .await;
@@ -297,8 +367,20 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let topic = put_state(&mia, &room, "m.room.topic", json!({ "topic": "set on myelin" })).await;
-    let name = put_state(&sam, &room, "m.room.name", json!({ "name": "Renamed on Synapse" })).await;
+    let topic = put_state(
+        &mia,
+        &room,
+        "m.room.topic",
+        json!({ "topic": "set on myelin" }),
+    )
+    .await;
+    let name = put_state(
+        &sam,
+        &room,
+        "m.room.name",
+        json!({ "name": "Renamed on Synapse" }),
+    )
+    .await;
     let agreed = agreed_state(&mia, &sam, &room, &logs, |s| {
         s.get(&("m.room.topic".into(), String::new()))
             .is_some_and(|(id, _)| *id == topic)
@@ -311,6 +393,95 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
     assert_eq!(content("m.room.name", "")["name"], "Renamed on Synapse");
     assert_eq!(content("m.room.member", &mia_id)["membership"], "join");
     assert_eq!(content("m.room.member", &sam_id)["membership"], "join");
+
+    // Both set the topic at once: the room forks, and both servers resolve the fork (state
+    // resolution v2.1) to the same topic.
+    let (a, b) = tokio::join!(
+        put_state(
+            &mia,
+            &room,
+            "m.room.topic",
+            json!({ "topic": "mia's fork" })
+        ),
+        put_state(
+            &sam,
+            &room,
+            "m.room.topic",
+            json!({ "topic": "sam's fork" })
+        ),
+    );
+    let agreed = agreed_state(&mia, &sam, &room, &logs, |s| {
+        s.get(&("m.room.topic".into(), String::new()))
+            .is_some_and(|(id, _)| *id == a || *id == b)
+    })
+    .await;
+    // Messages sent after the fork merge it, and the servers still agree.
+    send_text(&mia, &room, "m2", "after the fork (myelin)").await;
+    send_text(&sam, &room, "s2", "after the fork (synapse)").await;
+    sam_sync
+        .until("Mia's post-fork message on Synapse", &logs, |r| {
+            message(r, &room, "after the fork (myelin)").map(|_| ())
+        })
+        .await;
+    mia_sync
+        .until("Sam's post-fork message on Myelin", &logs, |r| {
+            message(r, &room, "after the fork (synapse)").map(|_| ())
+        })
+        .await;
+    let merged = agreed_state(&mia, &sam, &room, &logs, |_| true).await;
+    assert_eq!(merged, agreed);
+
+    // Sam redacts Mia's message and kicks her: Myelin applies both.
+    let (status, resp) = sam
+        .put(
+            &format!("{V3}/rooms/{}/redact/{}/r1", enc(&room), enc(&from_mia)),
+            &json!({ "reason": "off topic" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let (status, event) = mia
+            .get(&format!(
+                "{V3}/rooms/{}/event/{}",
+                enc(&room),
+                enc(&from_mia)
+            ))
+            .await;
+        assert_eq!(status, 200, "{event}");
+        if event["content"] == json!({}) {
+            assert!(event["unsigned"]["redacted_because"].is_object(), "{event}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never redacted on Myelin: {event}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, resp) = sam
+        .post(
+            &format!("{V3}/rooms/{}/kick", enc(&room)),
+            &json!({ "user_id": mia_id, "reason": "bye" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    mia_sync
+        .until("the kick on Myelin", &logs, |r| {
+            r["rooms"]["leave"][room.as_str()].as_object().map(|_| ())
+        })
+        .await;
+
+    // The room turns to knocking; Mia knocks through Synapse and Sam sees it.
+    put_state(
+        &sam,
+        &room,
+        "m.room.join_rules",
+        json!({ "join_rule": "knock" }),
+    )
+    .await;
+    knock_and_see(&mia, &mut sam_sync, &room, &synapse.name, &mia_id, &logs).await;
 }
 
 /// Mia's room on Myelin, joined by Sam from Synapse; Sam leaves.
@@ -339,11 +510,20 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
     let room = resp["room_id"].as_str().expect("room_id").to_owned();
     assert_eq!(room_version(&mia, &room).await, "12");
 
-    let (status, resp) = sam
+    let (status, resp) = mia
         .post(
-            &format!("{V3}/join/{}?server_name={}", enc(&room), enc(&myelin.name)),
-            &json!({}),
+            &format!("{V3}/rooms/{}/invite", enc(&room)),
+            &json!({ "user_id": sam_id }),
         )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    sam_sync
+        .until("the invite on Synapse", &logs, |r| {
+            r["rooms"]["invite"][room.as_str()].as_object().map(|_| ())
+        })
+        .await;
+    let (status, resp) = sam
+        .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
         .await;
     assert_eq!(status, 200, "{resp}\n{}", logs());
     assert_eq!(room_version(&sam, &room).await, "12");
@@ -382,6 +562,75 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
     assert_eq!(seen["event_id"], from_sam.as_str());
     assert_eq!(seen["sender"], sam_id.as_str());
 
+    // Typing notices and read receipts (EDUs) cross both ways.
+    let (status, resp) = sam
+        .put(
+            &format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&sam_id)),
+            &json!({ "typing": true, "timeout": 20000 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    mia_sync
+        .until("Sam typing on Myelin", &logs, |r| {
+            ephemeral(r, &room, "m.typing")
+                .filter(|t| typing_users(t).contains(&sam_id.as_str()))
+                .map(|_| ())
+        })
+        .await;
+    let (status, resp) = mia
+        .put(
+            &format!("{V3}/rooms/{}/typing/{}", enc(&room), enc(&mia_id)),
+            &json!({ "typing": true, "timeout": 20000 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    sam_sync
+        .until("Mia typing on Synapse", &logs, |r| {
+            ephemeral(r, &room, "m.typing")
+                .filter(|t| typing_users(t).contains(&mia_id.as_str()))
+                .map(|_| ())
+        })
+        .await;
+    let receipt = |client: &Client, event: &str| {
+        let path = format!("{V3}/rooms/{}/receipt/m.read/{}", enc(&room), enc(event));
+        let client = client.clone();
+        async move {
+            let (status, resp) = client.post(&path, &json!({})).await;
+            assert_eq!(status, 200, "{resp}");
+        }
+    };
+    receipt(&sam, &from_mia).await;
+    mia_sync
+        .until("Sam's receipt on Myelin", &logs, |r| {
+            ephemeral(r, &room, "m.receipt")
+                .filter(|e| e["content"][&from_mia]["m.read"][&sam_id].is_object())
+                .map(|_| ())
+        })
+        .await;
+    receipt(&mia, &from_sam).await;
+    sam_sync
+        .until("Mia's receipt on Synapse", &logs, |r| {
+            ephemeral(r, &room, "m.receipt")
+                .filter(|e| e["content"][&from_sam]["m.read"][&mia_id].is_object())
+                .map(|_| ())
+        })
+        .await;
+
+    // Each server reads the other's users' profiles.
+    let (status, resp) = mia
+        .put(
+            &format!("{V3}/profile/{}/displayname", enc(&mia_id)),
+            &json!({ "displayname": "Mia M" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let (status, resp) = sam.get(&format!("{V3}/profile/{}", enc(&mia_id))).await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    assert_eq!(resp["displayname"], "Mia M");
+    let (status, resp) = mia.get(&format!("{V3}/profile/{}", enc(&sam_id))).await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    assert_eq!(resp["displayname"], "sam");
+
     // Sam leaves: Synapse files the room under `leave`, Myelin shows the leave.
     let (status, resp) = sam
         .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
@@ -404,6 +653,15 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
                 .map(|_| ())
         })
         .await;
+    // The room turns to knocking; Sam knocks through Myelin and Mia sees it.
+    put_state(
+        &mia,
+        &room,
+        "m.room.join_rules",
+        json!({ "join_rule": "knock" }),
+    )
+    .await;
+    knock_and_see(&sam, &mut mia_sync, &room, &myelin.name, &sam_id, &logs).await;
     let (status, members) = mia
         .get(&format!("{V3}/rooms/{}/joined_members", enc(&room)))
         .await;

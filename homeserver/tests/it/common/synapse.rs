@@ -85,8 +85,11 @@ impl Synapse {
         std::fs::write(dir.join("tls.key"), key).expect("write key");
         let signing = myelin_proto::signing::KeyPair::generate().expect("signing key");
         std::fs::write(dir.join("signing.key"), signing.to_line() + "\n").expect("signing key");
-        std::fs::write(dir.join("homeserver.yaml"), config(&dir, &name, client_port, fed))
-            .expect("write config");
+        std::fs::write(
+            dir.join("homeserver.yaml"),
+            config(&dir, &name, client_port, fed),
+        )
+        .expect("write config");
         std::fs::write(dir.join("log.yaml"), log_config(&dir)).expect("write log config");
         let out = std::fs::File::create(dir.join("stdout.log")).expect("stdout log");
         let child = Command::new(venv.join("bin/python"))
@@ -116,7 +119,10 @@ impl Synapse {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("synapse exited with {status} on start:\n{}", self.log_tail());
+                panic!(
+                    "synapse exited with {status} on start:\n{}",
+                    self.log_tail()
+                );
             }
             if let Ok(resp) = reqwest::get(client.base.clone() + "/_matrix/client/versions").await
                 && resp.status() == reqwest::StatusCode::OK
@@ -145,8 +151,8 @@ impl Synapse {
         let (status, body) = client.get(PATH).await;
         assert_eq!(status, 200, "{body}");
         let nonce = body["nonce"].as_str().expect("nonce").to_owned();
-        let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(SHARED_SECRET.as_bytes())
-            .expect("hmac key");
+        let mut mac =
+            <Hmac<Sha1> as KeyInit>::new_from_slice(SHARED_SECRET.as_bytes()).expect("hmac key");
         for part in [nonce.as_str(), localpart, password] {
             mac.update(part.as_bytes());
             mac.update(b"\0");
