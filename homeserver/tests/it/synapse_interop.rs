@@ -261,7 +261,9 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
     let (status, resp) = sam
         .post(
             &format!("{V3}/createRoom"),
-            &json!({ "preset": "private_chat", "name": "Made on Synapse" }),
+            &json!({
+                "preset": "private_chat", "name": "Made on Synapse", "room_alias_name": "lobby",
+            }),
         )
         .await;
     assert_eq!(status, 200, "{resp}");
@@ -303,10 +305,24 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
             })
             .await;
     }
+    // By the room's alias on Synapse: Myelin asks Synapse's directory.
+    let alias = format!("#lobby:{}", synapse.name);
     let (status, resp) = mia
-        .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
+        .get(&format!("{V3}/directory/room/{}", enc(&alias)))
         .await;
     assert_eq!(status, 200, "{resp}\n{}", logs());
+    assert_eq!(resp["room_id"], room.as_str());
+    assert!(
+        resp["servers"]
+            .as_array()
+            .is_some_and(|s| s.contains(&json!(synapse.name))),
+        "{resp}"
+    );
+    let (status, resp) = mia
+        .post(&format!("{V3}/join/{}", enc(&alias)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    assert_eq!(resp["room_id"], room.as_str());
     assert_eq!(room_version(&mia, &room).await, "12");
     sam_sync
         .until("Mia's join on Synapse", &logs, |r| {
@@ -503,12 +519,14 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
     let (status, resp) = mia
         .post(
             &format!("{V3}/createRoom"),
-            &json!({ "preset": "public_chat", "name": "Made on Myelin" }),
+            &json!({ "preset": "public_chat", "name": "Made on Myelin", "room_alias_name": "hall" }),
         )
         .await;
     assert_eq!(status, 200, "{resp}");
     let room = resp["room_id"].as_str().expect("room_id").to_owned();
     assert_eq!(room_version(&mia, &room).await, "12");
+    // History from before Sam joins, which Synapse fetches from Myelin when he reads back.
+    let earlier = send_text(&mia, &room, "m0", "before you came").await;
 
     let (status, resp) = mia
         .post(
@@ -522,11 +540,31 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
             r["rooms"]["invite"][room.as_str()].as_object().map(|_| ())
         })
         .await;
+    // He accepts by the room's alias on Myelin: Synapse asks Myelin's directory.
+    let alias = format!("#hall:{}", myelin.name);
     let (status, resp) = sam
-        .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
+        .post(&format!("{V3}/join/{}", enc(&alias)), &json!({}))
         .await;
     assert_eq!(status, 200, "{resp}\n{}", logs());
+    assert_eq!(resp["room_id"], room.as_str());
     assert_eq!(room_version(&sam, &room).await, "12");
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let (status, resp) = sam
+            .get(&format!("{V3}/rooms/{}/messages?dir=b&limit=50", enc(&room)))
+            .await;
+        assert_eq!(status, 200, "{resp}");
+        let chunk = resp["chunk"].as_array().expect("chunk");
+        if chunk.iter().any(|e| e["event_id"] == earlier.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Synapse never read the earlier history: {resp}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     mia_sync
         .until("Sam's join on Myelin", &logs, |r| {
             timeline(r, &room)
