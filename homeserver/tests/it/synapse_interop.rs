@@ -210,6 +210,27 @@ fn logs(fed: &Federation, synapse: &Synapse) -> impl Fn() -> String {
     }
 }
 
+/// An invited room in a sync response carries what a client shows before joining: the
+/// room's name, its creator, and the invite itself.
+fn assert_invite_state(invite: &Value, name: &str, inviter: &str) {
+    let events = invite["invite_state"]["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no invite_state: {invite}"));
+    let find = |t: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == t)
+            .unwrap_or_else(|| panic!("no {t} in {invite}"))
+    };
+    assert_eq!(find("m.room.name")["content"]["name"], name, "{invite}");
+    assert_eq!(find("m.room.create")["content"]["room_version"], "12", "{invite}");
+    let member = events
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "invite")
+        .unwrap_or_else(|| panic!("no invite event in {invite}"));
+    assert_eq!(member["sender"], inviter, "{invite}");
+}
+
 /// `knocker` knocks on `room` through `via`; the member's sync shows the knock.
 async fn knock_and_see(
     knocker: &Client,
@@ -280,11 +301,12 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
             )
             .await;
         assert_eq!(status, 200, "{round}: {resp}\n{}", logs());
-        mia_sync
+        let invite = mia_sync
             .until("the invite on Myelin", &logs, |r| {
-                r["rooms"]["invite"][room.as_str()].as_object().map(|_| ())
+                r["rooms"]["invite"][room.as_str()].as_object().cloned()
             })
             .await;
+        assert_invite_state(&Value::Object(invite), "Made on Synapse", &sam_id);
         if round == "accepted" {
             break;
         }
@@ -535,11 +557,12 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200, "{resp}\n{}", logs());
-    sam_sync
+    let invite = sam_sync
         .until("the invite on Synapse", &logs, |r| {
-            r["rooms"]["invite"][room.as_str()].as_object().map(|_| ())
+            r["rooms"]["invite"][room.as_str()].as_object().cloned()
         })
         .await;
+    assert_invite_state(&Value::Object(invite), "Made on Myelin", &mia_id);
     // He accepts by the room's alias on Myelin: Synapse asks Myelin's directory.
     let alias = format!("#hall:{}", myelin.name);
     let (status, resp) = sam
