@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::common::federation::Federation;
 use crate::common::synapse::{self, Synapse};
 use crate::common::{Backend, Client, enc, register};
+use crate::e2ee_support::SigningKey;
 use crate::e2ee_sync_story::{Peer, read_timeline, send_encrypted};
 use serde_json::{Value, json};
 use vodozemac::megolm::{GroupSession, SessionConfig as MegolmConfig};
@@ -735,6 +736,45 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
     assert_eq!(joined, vec![&mia_id]);
 }
 
+/// Sets up `peer`'s cross-signing keys (first upload: no password needed) and signs its
+/// device with the self-signing key. Returns the master and self-signing keys.
+async fn cross_sign(peer: &Peer) -> (SigningKey, SigningKey) {
+    let user = peer.user();
+    let (master, self_signing, user_signing) =
+        (SigningKey::new(), SigningKey::new(), SigningKey::new());
+    let mut ssk = self_signing.key_object(user, "self_signing");
+    master.sign(user, &mut ssk);
+    let mut usk = user_signing.key_object(user, "user_signing");
+    master.sign(user, &mut usk);
+    let (status, resp) = peer
+        .http
+        .post(
+            &format!("{V3}/keys/device_signing/upload"),
+            &json!({
+                "master_key": master.key_object(user, "master"),
+                "self_signing_key": ssk,
+                "user_signing_key": usk,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{user}: {resp}");
+    let mut device = peer.device.device_keys();
+    self_signing.sign(user, &mut device);
+    let (status, resp) = peer
+        .http
+        .post(
+            &format!("{V3}/keys/signatures/upload"),
+            &json!({ user: { peer.device.device_id.as_str(): device } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{user}: {resp}");
+    assert!(
+        resp["failures"].as_object().is_none_or(|f| f.is_empty()),
+        "{user}: {resp}"
+    );
+    (master, self_signing)
+}
+
 /// Encrypted chat both ways between a Myelin and a Synapse user.
 async fn encrypted_chat_both_ways(backend: Backend) {
     let Some((fed, synapse)) = start(backend).await else {
@@ -748,6 +788,8 @@ async fn encrypted_chat_both_ways(backend: Backend) {
     let mut sam = Peer::new(synapse.client().with_token(&sam_token), &sam_id, &sam_dev);
     mia.publish_keys(2).await;
     sam.publish_keys(2).await;
+    let mia_cross = cross_sign(&mia).await;
+    let sam_cross = cross_sign(&sam).await;
     mia.sync().await;
     sam.sync().await;
 
@@ -788,6 +830,37 @@ async fn encrypted_chat_both_ways(backend: Backend) {
         };
         (key("curve25519"), key("ed25519"))
     };
+    // Each also sees the other's cross-signing keys, and the device signed by its owner:
+    // what a client needs to show the other's device as verified by its owner.
+    for (reader, owner, dev, keys) in [
+        (&mia, &sam_id, &sam_dev, &sam_cross),
+        (&sam, &mia_id, &mia_dev, &mia_cross),
+    ] {
+        let (status, resp) = reader
+            .http
+            .post(
+                &format!("{V3}/keys/query"),
+                &json!({ "device_keys": { owner: [] } }),
+            )
+            .await;
+        assert_eq!(status, 200, "{resp}");
+        assert_eq!(
+            resp["master_keys"][owner]["keys"][keys.0.key_id()],
+            keys.0.public_b64(),
+            "{resp}\n{}",
+            logs()
+        );
+        assert_eq!(
+            resp["self_signing_keys"][owner]["keys"][keys.1.key_id()],
+            keys.1.public_b64(),
+            "{resp}"
+        );
+        assert!(
+            resp["device_keys"][owner][dev.as_str()]["signatures"][owner][keys.1.key_id()]
+                .is_string(),
+            "the owner's signature of the device: {resp}"
+        );
+    }
     let sam_keys = keys_of(&sam, &mia.query(&sam_id).await, &sam_dev);
     assert_eq!(sam_keys, (sam.curve(), sam.ed()));
     let mia_keys = keys_of(&mia, &sam.query(&mia_id).await, &mia_dev);
