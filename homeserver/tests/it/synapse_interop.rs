@@ -937,8 +937,75 @@ async fn encrypted_chat_both_ways(backend: Backend) {
     }
 }
 
+async fn create_room(client: &Client, body: Value) -> String {
+    let (status, resp) = client.post(&format!("{V3}/createRoom"), &body).await;
+    assert_eq!(status, 200, "{resp}");
+    resp["room_id"].as_str().expect("room_id").to_owned()
+}
+
+/// A room only members of a space may join, on each side: the resident server authorises
+/// the other's join (`join_authorised_via_users_server`) once the user is in the space.
+async fn restricted_rooms_both_ways(backend: Backend) {
+    let Some((fed, synapse)) = start(backend).await else {
+        return;
+    };
+    let myelin = &fed.servers[0];
+    let logs = || logs(&fed, &synapse)();
+    let (mia_id, mia_token, _) = register(&myelin.client(), "mia", "pw-mia-1234").await;
+    let (sam_id, sam_token, _) = synapse.register("sam", "pw-sam-1234").await;
+    let mia = myelin.client().with_token(&mia_token);
+    let sam = synapse.client().with_token(&sam_token);
+
+    for (owner, owner_id, joiner, joiner_id, via) in [
+        (&sam, &sam_id, &mia, &mia_id, &synapse.name),
+        (&mia, &mia_id, &sam, &sam_id, &myelin.name),
+    ] {
+        let space = create_room(owner, json!({ "preset": "public_chat", "name": "Space" })).await;
+        let room = create_room(
+            owner,
+            json!({
+                "preset": "private_chat", "name": "Members only",
+                "initial_state": [{
+                    "type": "m.room.join_rules", "state_key": "",
+                    "content": {
+                        "join_rule": "restricted",
+                        "allow": [{ "type": "m.room_membership", "room_id": space }],
+                    },
+                }],
+            }),
+        )
+        .await;
+        let join = |room: String| {
+            let path = format!("{V3}/join/{}?server_name={}", enc(&room), enc(via));
+            async move { joiner.post(&path, &json!({})).await }
+        };
+        // Not in the space yet: refused.
+        let (status, resp) = join(room.clone()).await;
+        assert_eq!(status, 403, "{joiner_id} joined too early: {resp}\n{}", logs());
+        let (status, resp) = join(space.clone()).await;
+        assert_eq!(status, 200, "{joiner_id} joining the space: {resp}\n{}", logs());
+        let (status, resp) = join(room.clone()).await;
+        assert_eq!(status, 200, "{joiner_id} joining the room: {resp}\n{}", logs());
+        let (status, member) = owner
+            .get(&format!(
+                "{V3}/rooms/{}/state/m.room.member/{}",
+                enc(&room),
+                enc(joiner_id)
+            ))
+            .await;
+        assert_eq!(status, 200, "{member}");
+        assert_eq!(member["membership"], "join", "{member}");
+        assert_eq!(
+            member["join_authorised_via_users_server"],
+            owner_id.as_str(),
+            "{member}"
+        );
+    }
+}
+
 backend_tests!(
     myelin_user_joins_synapse_room,
     synapse_user_joins_myelin_room,
-    encrypted_chat_both_ways
+    encrypted_chat_both_ways,
+    restricted_rooms_both_ways
 );
