@@ -224,7 +224,11 @@ fn assert_invite_state(invite: &Value, name: &str, inviter: &str) {
             .unwrap_or_else(|| panic!("no {t} in {invite}"))
     };
     assert_eq!(find("m.room.name")["content"]["name"], name, "{invite}");
-    assert_eq!(find("m.room.create")["content"]["room_version"], "12", "{invite}");
+    assert_eq!(
+        find("m.room.create")["content"]["room_version"],
+        "12",
+        "{invite}"
+    );
     let member = events
         .iter()
         .find(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "invite")
@@ -470,6 +474,37 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
     let merged = agreed_state(&mia, &sam, &room, &logs, |_| true).await;
     assert_eq!(merged, agreed);
 
+    // A harder fork: Sam takes Mia's power away while she renames the room. Both servers
+    // resolve it the same way (the demotion is ordered first, so her rename loses).
+    let mut levels = merged[&("m.room.power_levels".to_owned(), String::new())]
+        .1
+        .clone();
+    levels["users"][mia_id.as_str()] = json!(0);
+    let rename_path = format!("{V3}/rooms/{}/state/m.room.name/", enc(&room));
+    let rename_body = json!({ "name": "Mia's name" });
+    let rename = mia.put(&rename_path, &rename_body);
+    let (demotion, (status, resp)) = tokio::join!(
+        put_state(&sam, &room, "m.room.power_levels", levels),
+        rename
+    );
+    // Refused outright if the demotion reached Myelin first; otherwise a fork.
+    assert!(status == 200 || status == 403, "{status} renaming: {resp}");
+    send_text(&sam, &room, "s3", "after the demotion").await;
+    mia_sync
+        .until("Sam's post-demotion message on Myelin", &logs, |r| {
+            message(r, &room, "after the demotion").map(|_| ())
+        })
+        .await;
+    let resolved = agreed_state(&mia, &sam, &room, &logs, |s| {
+        s.get(&("m.room.power_levels".into(), String::new()))
+            .is_some_and(|(id, _)| *id == demotion)
+    })
+    .await;
+    assert_eq!(
+        resolved[&("m.room.name".to_owned(), String::new())].1["name"],
+        "Renamed on Synapse"
+    );
+
     // Sam redacts Mia's message and kicks her: Myelin applies both.
     let (status, resp) = sam
         .put(
@@ -575,7 +610,10 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
     let deadline = Instant::now() + CROSSING;
     loop {
         let (status, resp) = sam
-            .get(&format!("{V3}/rooms/{}/messages?dir=b&limit=50", enc(&room)))
+            .get(&format!(
+                "{V3}/rooms/{}/messages?dir=b&limit=50",
+                enc(&room)
+            ))
             .await;
         assert_eq!(status, 200, "{resp}");
         let chunk = resp["chunk"].as_array().expect("chunk");
@@ -981,11 +1019,26 @@ async fn restricted_rooms_both_ways(backend: Backend) {
         };
         // Not in the space yet: refused.
         let (status, resp) = join(room.clone()).await;
-        assert_eq!(status, 403, "{joiner_id} joined too early: {resp}\n{}", logs());
+        assert_eq!(
+            status,
+            403,
+            "{joiner_id} joined too early: {resp}\n{}",
+            logs()
+        );
         let (status, resp) = join(space.clone()).await;
-        assert_eq!(status, 200, "{joiner_id} joining the space: {resp}\n{}", logs());
+        assert_eq!(
+            status,
+            200,
+            "{joiner_id} joining the space: {resp}\n{}",
+            logs()
+        );
         let (status, resp) = join(room.clone()).await;
-        assert_eq!(status, 200, "{joiner_id} joining the room: {resp}\n{}", logs());
+        assert_eq!(
+            status,
+            200,
+            "{joiner_id} joining the room: {resp}\n{}",
+            logs()
+        );
         let (status, member) = owner
             .get(&format!(
                 "{V3}/rooms/{}/state/m.room.member/{}",
