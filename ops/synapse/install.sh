@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Synapse (PyPI matrix-synapse, with PostgreSQL support) into a
+# Installs Synapse (PyPI matrix-synapse, with PostgreSQL support if it can) into a
 # virtualenv, once: a second run with the venv in place does nothing. Prints
 # the venv's path on stdout (progress goes to stderr), so callers can do
 #   venv="$(bash ops/synapse/install.sh)"
@@ -28,6 +28,12 @@ fi
 echo "== installing Synapse into $venv" >&2
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip >&2
-"$venv/bin/pip" install -q "matrix-synapse[postgres]" >&2
+"$venv/bin/pip" install -q matrix-synapse >&2
+# PostgreSQL support is for the benchmark only (the interop tests run Synapse on
+# SQLite). The psycopg2 of the `postgres` extra compiles against libpq; without a
+# compiler and libpq headers, the prebuilt psycopg2-binary provides the same module.
+"$venv/bin/pip" install -q "matrix-synapse[postgres]" >/dev/null 2>&1 \
+  || "$venv/bin/pip" install -q psycopg2-binary >&2 \
+  || echo "ops/synapse/install.sh: no PostgreSQL driver for Synapse (SQLite only)" >&2
 "$venv/bin/python" -c "import synapse" >&2
 echo "$venv"

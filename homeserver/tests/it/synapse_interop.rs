@@ -1,14 +1,21 @@
 //! Myelin federates with a real Synapse (see `common::synapse`): Mia uses Myelin, Sam uses
 //! Synapse, both servers on loopback with real TLS and real signing keys.
 //!
-//! - Sam creates a room on Synapse (room version 12) and invites Mia; Mia joins through
-//!   Synapse. Messages flow both ways and show in each side's `/sync`. Sam gives Mia power;
-//!   she sets the topic, he renames the room, and both servers' state agrees.
-//! - Mia creates a room on Myelin; Sam joins it through Myelin. Messages flow both ways;
-//!   Sam leaves and both sides see it.
-//! - Encrypted chat both ways: each reads the other's device keys and claims a one-time key
-//!   across the servers, shares a Megolm key in an Olm to-device message, and decrypts the
-//!   other's messages.
+//! - Sam creates a room on Synapse (room version 12) and invites Mia; she declines the first
+//!   invite and joins by the room's alias after the second, through Synapse. Messages flow
+//!   both ways and show in each side's `/sync`. Sam gives Mia power; she sets the topic, he
+//!   renames the room, and both servers' state agrees, also after two forks (both set the
+//!   topic at once; he demotes her while she renames). He redacts her message, kicks her,
+//!   and she knocks to come back.
+//! - Mia creates a room on Myelin and invites Sam, who joins by its alias through Myelin and
+//!   reads the history from before he came (Synapse backfills from Myelin). Messages,
+//!   typing and read receipts flow both ways, each server reads the other's profiles; Sam
+//!   leaves, both sides see it, and he knocks.
+//! - Encrypted chat both ways: each reads the other's device and cross-signing keys and
+//!   claims a one-time key across the servers, shares a Megolm key in an Olm to-device
+//!   message, and decrypts the other's messages.
+//! - Restricted rooms on each side, joined through the resident server once the user is in
+//!   the space that grants access.
 
 use std::time::{Duration, Instant};
 
