@@ -205,15 +205,18 @@ async fn agreed_state(
     }
 }
 
-fn logs(fed: &Federation, synapse: &Synapse) -> impl Fn() -> String {
-    let myelin = fed.servers[0].log();
-    let synapse = synapse.log_tail();
+/// Reads the tails of both servers' logs, to explain a failure.
+fn logs(fed: &Federation, synapse: &Synapse) -> impl Fn() -> String + use<> {
+    let myelin_log = fed.servers[0].data_dir.join("server.log");
+    let synapse_tail = synapse.log_reader();
     move || {
+        let myelin = std::fs::read_to_string(&myelin_log).unwrap_or_default();
         let from = myelin.lines().count().saturating_sub(150);
         let tail: Vec<&str> = myelin.lines().skip(from).collect();
         format!(
-            "--- myelin log (last lines)\n{}\n{synapse}",
-            tail.join("\n")
+            "--- myelin log (last lines)\n{}\n{}",
+            tail.join("\n"),
+            synapse_tail()
         )
     }
 }
@@ -280,7 +283,7 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
         return;
     };
     let myelin = &fed.servers[0];
-    let logs = || logs(&fed, &synapse)();
+    let logs = logs(&fed, &synapse);
     let (mia_id, mia_token, _) = register(&myelin.client(), "mia", "pw-mia-1234").await;
     let (sam_id, sam_token, _) = synapse.register("sam", "pw-sam-1234").await;
     assert!(sam_id.ends_with(&format!(":{}", synapse.name)), "{sam_id}");
@@ -567,11 +570,11 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
 
 /// Mia's room on Myelin, joined by Sam from Synapse; Sam leaves.
 async fn synapse_user_joins_myelin_room(backend: Backend) {
-    let Some((fed, synapse)) = start(backend).await else {
+    let Some((fed, mut synapse)) = start(backend).await else {
         return;
     };
     let myelin = &fed.servers[0];
-    let logs = || logs(&fed, &synapse)();
+    let logs = logs(&fed, &synapse);
     let (mia_id, mia_token, _) = register(&myelin.client(), "mia", "pw-mia-1234").await;
     let (sam_id, sam_token, _) = synapse.register("sam", "pw-sam-1234").await;
     let mia = myelin.client().with_token(&mia_token);
@@ -738,6 +741,41 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
     assert_eq!(status, 200, "{resp}\n{}", logs());
     assert_eq!(resp["displayname"], "sam");
 
+    // Synapse goes down while Mia writes; once it is back, Myelin's queue catches it up.
+    synapse.kill();
+    let missed = ["while you were away 1", "while you were away 2"];
+    for (i, body) in missed.iter().enumerate() {
+        send_text(&mia, &room, &format!("away{i}"), body).await;
+    }
+    synapse.restart().await;
+    // Synapse hears from Myelin again when Sam speaks: Myelin then retries at once.
+    send_text(&sam, &room, "s-back", "back again").await;
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let (status, resp) = sam
+            .get(&format!(
+                "{V3}/rooms/{}/messages?dir=b&limit=20",
+                enc(&room)
+            ))
+            .await;
+        assert_eq!(status, 200, "{resp}");
+        let bodies: Vec<&str> = resp["chunk"]
+            .as_array()
+            .expect("chunk")
+            .iter()
+            .filter_map(|e| e["content"]["body"].as_str())
+            .collect();
+        if missed.iter().all(|m| bodies.contains(m)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Synapse never caught up: {bodies:?}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Sam leaves: Synapse files the room under `leave`, Myelin shows the leave.
     let (status, resp) = sam
         .post(&format!("{V3}/rooms/{}/leave", enc(&room)), &json!({}))
@@ -826,7 +864,7 @@ async fn encrypted_chat_both_ways(backend: Backend) {
         return;
     };
     let myelin = &fed.servers[0];
-    let logs = || logs(&fed, &synapse)();
+    let logs = logs(&fed, &synapse);
     let (mia_id, mia_token, mia_dev) = register(&myelin.client(), "mia", "pw-mia-1234").await;
     let (sam_id, sam_token, sam_dev) = synapse.register("sam", "pw-sam-1234").await;
     let mut mia = Peer::new(myelin.client().with_token(&mia_token), &mia_id, &mia_dev);
@@ -995,7 +1033,7 @@ async fn restricted_rooms_both_ways(backend: Backend) {
         return;
     };
     let myelin = &fed.servers[0];
-    let logs = || logs(&fed, &synapse)();
+    let logs = logs(&fed, &synapse);
     let (mia_id, mia_token, _) = register(&myelin.client(), "mia", "pw-mia-1234").await;
     let (sam_id, sam_token, _) = synapse.register("sam", "pw-sam-1234").await;
     let mia = myelin.client().with_token(&mia_token);

@@ -64,6 +64,7 @@ fn free_port() -> u16 {
 /// A running Synapse.
 pub struct Synapse {
     child: Option<Child>,
+    venv: PathBuf,
     /// Its server name, `127.0.0.1:<federation port>`.
     pub name: String,
     pub client_port: u16,
@@ -91,25 +92,49 @@ impl Synapse {
         )
         .expect("write config");
         std::fs::write(dir.join("log.yaml"), log_config(&dir)).expect("write log config");
-        let out = std::fs::File::create(dir.join("stdout.log")).expect("stdout log");
-        let child = Command::new(venv.join("bin/python"))
-            .args(["-m", "synapse.app.homeserver", "-c"])
-            .arg(dir.join("homeserver.yaml"))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .expect("start synapse");
         let mut synapse = Self {
-            child: Some(child),
+            child: None,
+            venv: venv.to_owned(),
             name,
             client_port,
             federation_port,
             dir,
         };
-        synapse.wait_ready().await;
+        synapse.launch().await;
         synapse
+    }
+
+    async fn launch(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stdout.log"))
+            .expect("stdout log");
+        let child = Command::new(self.venv.join("bin/python"))
+            .args(["-m", "synapse.app.homeserver", "-c"])
+            .arg(self.dir.join("homeserver.yaml"))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start synapse");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// Kills Synapse (SIGKILL: no goodbye to anyone).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Starts Synapse again on the same data and ports (after [`Synapse::kill`]).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
     }
 
     async fn wait_ready(&mut self) {
@@ -180,30 +205,37 @@ impl Synapse {
 
     /// The last lines of Synapse's log.
     pub fn log_tail(&self) -> String {
-        let mut text = String::new();
-        for file in ["stdout.log", "homeserver.log"] {
-            let log = std::fs::read_to_string(self.dir.join(file)).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            let from = lines.len().saturating_sub(150);
-            text.push_str(&format!("--- synapse {file} (last lines)\n"));
-            text.push_str(&lines[from..].join("\n"));
-            text.push('\n');
-        }
-        text
+        log_tail(&self.dir)
+    }
+
+    /// Reads [`Synapse::log_tail`] whenever called, without borrowing `self`.
+    pub fn log_reader(&self) -> impl Fn() -> String + use<> {
+        let dir = self.dir.clone();
+        move || log_tail(&dir)
     }
 }
 
 impl Drop for Synapse {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
+        self.kill();
         if std::thread::panicking() {
             eprintln!("{}", self.log_tail());
             eprintln!("synapse files kept in {}", self.dir.display());
         }
     }
+}
+
+fn log_tail(dir: &Path) -> String {
+    let mut text = String::new();
+    for file in ["stdout.log", "homeserver.log"] {
+        let log = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(150);
+        text.push_str(&format!("--- synapse {file} (last lines)\n"));
+        text.push_str(&lines[from..].join("\n"));
+        text.push('\n');
+    }
+    text
 }
 
 /// `homeserver.yaml`: SQLite, shared-secret registration, rate limits out of the way, a
