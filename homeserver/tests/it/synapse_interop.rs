@@ -1101,7 +1101,55 @@ async fn restricted_rooms_both_ways(backend: Backend) {
     }
 }
 
+/// Rooms of versions 10 and 11 (which name their server in the room ID and cite the create
+/// event) work both ways too: a room made on each side, joined from the other, with a
+/// message each way.
+async fn older_room_versions(backend: Backend) {
+    let Some((fed, synapse)) = start(backend).await else {
+        return;
+    };
+    let myelin = &fed.servers[0];
+    let logs = logs(&fed, &synapse);
+    let (mia_id, mia_token, _) = register(&myelin.client(), "mia", "pw-mia-1234").await;
+    let (sam_id, sam_token, _) = synapse.register("sam", "pw-sam-1234").await;
+    let mia = myelin.client().with_token(&mia_token);
+    let sam = synapse.client().with_token(&sam_token);
+    let mut mia_sync = Syncer::new(mia.clone());
+    let mut sam_sync = Syncer::new(sam.clone());
+    mia_sync.sync().await;
+    sam_sync.sync().await;
+
+    for version in ["10", "11"] {
+        for (owner, joiner, via) in [(&sam, &mia, &synapse.name), (&mia, &sam, &myelin.name)] {
+            let body = json!({ "preset": "public_chat", "room_version": version });
+            let room = create_room(owner, body).await;
+            assert_eq!(room_version(owner, &room).await, version);
+            let (status, resp) = joiner
+                .post(
+                    &format!("{V3}/join/{}?server_name={}", enc(&room), enc(via)),
+                    &json!({}),
+                )
+                .await;
+            assert_eq!(status, 200, "v{version}: {resp}\n{}", logs());
+            assert_eq!(room_version(joiner, &room).await, version);
+            let from_mia = format!("v{version} from mia in {room}");
+            let from_sam = format!("v{version} from sam in {room}");
+            send_text(&mia, &room, &format!("m{version}{}", room.len()), &from_mia).await;
+            send_text(&sam, &room, &format!("s{version}{}", room.len()), &from_sam).await;
+            let seen = sam_sync
+                .until(&from_mia, &logs, |r| message(r, &room, &from_mia).cloned())
+                .await;
+            assert_eq!(seen["sender"], mia_id.as_str());
+            let seen = mia_sync
+                .until(&from_sam, &logs, |r| message(r, &room, &from_sam).cloned())
+                .await;
+            assert_eq!(seen["sender"], sam_id.as_str());
+        }
+    }
+}
+
 backend_tests!(
+    older_room_versions,
     myelin_user_joins_synapse_room,
     synapse_user_joins_myelin_room,
     encrypted_chat_both_ways,
