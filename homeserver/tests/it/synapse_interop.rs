@@ -205,6 +205,25 @@ async fn agreed_state(
     }
 }
 
+/// Synapse processed everything Myelin sent without complaint, apart from what the story
+/// provoked on purpose: each entry of `expected` lists the words of one such complaint.
+fn assert_synapse_content(synapse: &Synapse, expected: &[&[&str]]) {
+    let complaints: Vec<String> = synapse
+        .complaints()
+        .into_iter()
+        .filter(|line| {
+            !expected
+                .iter()
+                .any(|words| words.iter().all(|w| line.contains(w)))
+        })
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "Synapse complained:\n{}",
+        complaints.join("\n")
+    );
+}
+
 /// Reads the tails of both servers' logs, to explain a failure.
 fn logs(fed: &Federation, synapse: &Synapse) -> impl Fn() -> String + use<> {
     let myelin_log = fed.servers[0].data_dir.join("server.log");
@@ -566,6 +585,16 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
     )
     .await;
     knock_and_see(&mia, &mut sam_sync, &room, &synapse.name, &mia_id, &logs).await;
+    // Her rename against the demotion: Synapse soft-fails it, as it should (it is not
+    // allowed by the room's current state there).
+    assert_synapse_content(
+        &synapse,
+        &[&[
+            "Soft-failing <Event",
+            "type=m.room.name",
+            "user_level (0) < send_level (50)",
+        ]],
+    );
 }
 
 /// Mia's room on Myelin, joined by Sam from Synapse; Sam leaves.
@@ -817,6 +846,7 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
         .keys()
         .collect();
     assert_eq!(joined, vec![&mia_id]);
+    assert_synapse_content(&synapse, &[]);
 }
 
 /// Sets up `peer`'s cross-signing keys (first upload: no password needed) and signs its
@@ -1018,6 +1048,7 @@ async fn encrypted_chat_both_ways(backend: Backend) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    assert_synapse_content(&synapse, &[]);
 }
 
 async fn create_room(client: &Client, body: Value) -> String {
@@ -1099,6 +1130,8 @@ async fn restricted_rooms_both_ways(backend: Backend) {
             "{member}"
         );
     }
+    // Sam's join before he was in the space: Myelin refused to make it.
+    assert_synapse_content(&synapse, &[&["Request failed", "/make_join/", "403"]]);
 }
 
 /// Rooms of versions 10 and 11 (which name their server in the room ID and cite the create
@@ -1146,6 +1179,7 @@ async fn older_room_versions(backend: Backend) {
             assert_eq!(seen["sender"], sam_id.as_str());
         }
     }
+    assert_synapse_content(&synapse, &[]);
 }
 
 backend_tests!(

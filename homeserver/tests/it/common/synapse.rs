@@ -208,12 +208,33 @@ impl Synapse {
         log_tail(&self.dir)
     }
 
+    /// The warnings and errors Synapse logged, apart from [`SYNAPSE_NOISE`]: how it reports
+    /// what it refused or failed to process from Myelin, which a story's own checks may not
+    /// notice.
+    pub fn complaints(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.join("homeserver.log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| {
+                l.contains(" WARNING ") || l.contains(" ERROR ") || l.contains(" CRITICAL ")
+            })
+            .filter(|l| !SYNAPSE_NOISE.iter().any(|noise| l.contains(noise)))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Reads [`Synapse::log_tail`] whenever called, without borrowing `self`.
     pub fn log_reader(&self) -> impl Fn() -> String + use<> {
         let dir = self.dir.clone();
         move || log_tail(&dir)
     }
 }
+
+/// Warnings Synapse logs about itself, never about what Myelin sent; everything else it
+/// logs at WARNING or above fails a story unless the story expects it.
+const SYNAPSE_NOISE: &[&str] = &[
+    // The start-up banner (version, licence, "STARTING SERVER") is logged as warnings.
+    " synapse.config.logger ",
+];
 
 impl Drop for Synapse {
     fn drop(&mut self) {
