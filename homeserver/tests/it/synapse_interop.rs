@@ -16,12 +16,17 @@
 //!   message, and decrypts the other's messages.
 //! - Restricted rooms on each side, joined through the resident server once the user is in
 //!   the space that grants access.
+//! - Device lists: a second device of either user (a new login publishing its keys) shows
+//!   in the other's `device_lists.changed` and `/keys/query`.
+//! - A server ACL set on either side (denying a third server) and redactions of state events
+//!   on either side apply alike on both servers.
+//! - Every story ends by checking that Synapse logged no warning about what Myelin sent.
 
 use std::time::{Duration, Instant};
 
 use crate::common::federation::Federation;
 use crate::common::synapse::{self, Synapse};
-use crate::common::{Backend, Client, enc, register};
+use crate::common::{Backend, Client, enc, login_ok, register};
 use crate::e2ee_support::SigningKey;
 use crate::e2ee_sync_story::{Peer, read_timeline, send_encrypted};
 use serde_json::{Value, json};
@@ -1182,10 +1187,194 @@ async fn older_room_versions(backend: Backend) {
     assert_synapse_content(&synapse, &[]);
 }
 
+/// Mia's public room on Myelin with Sam from Synapse in it, both at power 100; returns the
+/// room ID.
+async fn shared_room(
+    mia: &Client,
+    sam: &Client,
+    sam_id: &str,
+    myelin_name: &str,
+    logs: &dyn Fn() -> String,
+) -> String {
+    let room = create_room(
+        mia,
+        json!({
+            "preset": "public_chat",
+            "power_level_content_override": { "users": { sam_id: 100 } },
+        }),
+    )
+    .await;
+    let (status, resp) = sam
+        .post(
+            &format!("{V3}/join/{}?server_name={}", enc(&room), enc(myelin_name)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    room
+}
+
+/// Whether a sync response lists `user` in `device_lists.changed`.
+fn device_list_changed(resp: &Value, user: &str) -> bool {
+    resp["device_lists"]["changed"]
+        .as_array()
+        .is_some_and(|users| users.iter().any(|u| u == user))
+}
+
+/// A new device (a second login that publishes its keys) reaches the other server both
+/// ways: the other user's `/sync` lists its owner in `device_lists.changed`, and
+/// `/keys/query` through the other server returns the new device's keys.
+async fn device_lists_both_ways(backend: Backend) {
+    let Some((fed, synapse)) = start(backend).await else {
+        return;
+    };
+    let myelin = &fed.servers[0];
+    let logs = logs(&fed, &synapse);
+    let (mia_id, mia_token, mia_dev) = register(&myelin.client(), "mia", "pw-mia-1234").await;
+    let (sam_id, sam_token, sam_dev) = synapse.register("sam", "pw-sam-1234").await;
+    let mut mia = Peer::new(myelin.client().with_token(&mia_token), &mia_id, &mia_dev);
+    let mut sam = Peer::new(synapse.client().with_token(&sam_token), &sam_id, &sam_dev);
+    mia.publish_keys(1).await;
+    sam.publish_keys(1).await;
+    shared_room(&mia.http, &sam.http, &sam_id, &myelin.name, &logs).await;
+    // Each reads the other's first device once, as a client does on joining an encrypted
+    // room: from then on its server tracks the other's device list.
+    assert!(mia.query(&sam_id).await.contains_key(&sam_dev));
+    assert!(sam.query(&mia_id).await.contains_key(&mia_dev));
+    // Drain what joining the room changed (each lists the other once), so that a change
+    // seen below is the new device's.
+    mia.sync().await;
+    sam.sync().await;
+
+    for (owner, server, password, reader) in [
+        (&sam_id, synapse.client(), "pw-sam-1234", &mut mia),
+        (&mia_id, myelin.client(), "pw-mia-1234", &mut sam),
+    ] {
+        let (token, device_id) = login_ok(&server, owner, password).await;
+        let mut second = Peer::new(server.with_token(&token), owner, &device_id);
+        second.publish_keys(1).await;
+        let deadline = Instant::now() + CROSSING;
+        while !device_list_changed(&reader.sync().await, owner) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never saw {owner}'s device list change\n{}",
+                reader.user(),
+                logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let devices = reader.query(owner).await;
+        let keys = &devices
+            .get(&device_id)
+            .unwrap_or_else(|| panic!("{device_id} of {owner} in {devices:?}\n{}", logs()))["keys"];
+        assert_eq!(
+            keys[format!("curve25519:{device_id}")],
+            second.curve(),
+            "{devices:?}"
+        );
+        assert_eq!(devices.len(), 2, "{devices:?}");
+    }
+    assert_synapse_content(&synapse, &[]);
+}
+
+/// The content of `room`'s `(event_type, "")` state as two clients agree on it.
+async fn agreed_content(
+    a: &Client,
+    b: &Client,
+    room: &str,
+    event_type: &str,
+    logs: &dyn Fn() -> String,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let key = (event_type.to_owned(), String::new());
+    let agreed = agreed_state(a, b, room, logs, |s| {
+        s.get(&key).is_some_and(|(_, c)| done(c))
+    })
+    .await;
+    agreed[&key].1.clone()
+}
+
+/// Server ACLs and redactions of state events, each set on one side and applied alike on
+/// the other: an ACL that denies a third server (and keeps allowing IP-literal names, which
+/// both test servers are), and a topic and a name whose events are redacted.
+async fn server_acl_and_state_redaction_both_ways(backend: Backend) {
+    let Some((fed, synapse)) = start(backend).await else {
+        return;
+    };
+    let myelin = &fed.servers[0];
+    let logs = logs(&fed, &synapse);
+    let (_, mia_token, _) = register(&myelin.client(), "mia", "pw-mia-1234").await;
+    let (sam_id, sam_token, _) = synapse.register("sam", "pw-sam-1234").await;
+    let mia = myelin.client().with_token(&mia_token);
+    let sam = synapse.client().with_token(&sam_token);
+    let room = shared_room(&mia, &sam, &sam_id, &myelin.name, &logs).await;
+
+    for (setter, denied) in [(&sam, "evil.example.org"), (&mia, "worse.example.org")] {
+        put_state(
+            setter,
+            &room,
+            "m.room.server_acl",
+            json!({ "allow": ["*"], "deny": [denied], "allow_ip_literals": true }),
+        )
+        .await;
+        let acl = agreed_content(&mia, &sam, &room, "m.room.server_acl", &logs, |c| {
+            c["deny"] == json!([denied])
+        })
+        .await;
+        assert_eq!(acl["allow_ip_literals"], true, "{acl}");
+    }
+    // The ACL allows both servers: messages still cross both ways.
+    send_text(&sam, &room, "s-acl", "still allowed (synapse)").await;
+    send_text(&mia, &room, "m-acl", "still allowed (myelin)").await;
+    let mut mia_sync = Syncer::new(mia.clone());
+    let mut sam_sync = Syncer::new(sam.clone());
+    mia_sync
+        .until("Sam's message after the ACL", &logs, |r| {
+            message(r, &room, "still allowed (synapse)").map(|_| ())
+        })
+        .await;
+    sam_sync
+        .until("Mia's message after the ACL", &logs, |r| {
+            message(r, &room, "still allowed (myelin)").map(|_| ())
+        })
+        .await;
+
+    // Sam sets the topic and Mia redacts it; Mia names the room and Sam redacts the name.
+    for (setter, redacter, event_type, content) in [
+        (&sam, &mia, "m.room.topic", json!({ "topic": "soon gone" })),
+        (&mia, &sam, "m.room.name", json!({ "name": "soon gone" })),
+    ] {
+        let event = put_state(setter, &room, event_type, content).await;
+        agreed_content(&mia, &sam, &room, event_type, &logs, |c| {
+            c.as_object().is_some_and(|o| !o.is_empty())
+        })
+        .await;
+        let (status, resp) = redacter
+            .put(
+                &format!(
+                    "{V3}/rooms/{}/redact/{}/r-{event_type}",
+                    enc(&room),
+                    enc(&event)
+                ),
+                &json!({ "reason": "redacted state" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{resp}");
+        let redacted = agreed_content(&mia, &sam, &room, event_type, &logs, |c| {
+            c.as_object().is_some_and(|o| o.is_empty())
+        })
+        .await;
+        assert_eq!(redacted, json!({}));
+    }
+    assert_synapse_content(&synapse, &[]);
+}
+
 backend_tests!(
     older_room_versions,
     myelin_user_joins_synapse_room,
     synapse_user_joins_myelin_room,
     encrypted_chat_both_ways,
-    restricted_rooms_both_ways
+    restricted_rooms_both_ways,
+    device_lists_both_ways,
+    server_acl_and_state_redaction_both_ways
 );
