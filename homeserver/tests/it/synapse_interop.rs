@@ -20,6 +20,8 @@
 //!   in the other's `device_lists.changed` and `/keys/query`.
 //! - A server ACL set on either side (denying a third server) and redactions of state events
 //!   on either side apply alike on both servers.
+//! - Myelin and then Synapse go down while Sam writes: Synapse's catch-up sends Myelin the
+//!   newest event alone and Myelin fetches the rest from Synapse (`get_missing_events`).
 //! - Every story ends by checking that Synapse logged no warning about what Myelin sent.
 
 use std::time::{Duration, Instant};
@@ -1369,6 +1371,94 @@ async fn server_acl_and_state_redaction_both_ways(backend: Backend) {
     assert_synapse_content(&synapse, &[]);
 }
 
+/// The bodies of the messages in the last `limit` events of `room`, as `client` reads them
+/// backwards with `/messages`.
+async fn recent_bodies(client: &Client, room: &str, limit: u32) -> Vec<String> {
+    let (status, resp) = client
+        .get(&format!(
+            "{V3}/rooms/{}/messages?dir=b&limit={limit}",
+            enc(room)
+        ))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    resp["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Myelin goes down while Sam writes on Synapse, and Synapse goes down too before it could
+/// deliver: after its restart Synapse only knows that Myelin is behind. Once both are back
+/// and Myelin sends Synapse something, Synapse catches Myelin up with the newest event of
+/// the room alone, and Myelin fetches the ones before it from Synapse (`get_missing_events`).
+async fn synapse_catches_up_myelin(backend: Backend) {
+    let Some((mut fed, mut synapse)) = start(backend).await else {
+        return;
+    };
+    let logs = logs(&fed, &synapse);
+    let myelin_name = fed.servers[0].name.clone();
+    let (_, mia_token, _) = register(&fed.servers[0].client(), "mia", "pw-mia-1234").await;
+    let (sam_id, sam_token, _) = synapse.register("sam", "pw-sam-1234").await;
+    let mia = fed.servers[0].client().with_token(&mia_token);
+    let sam = synapse.client().with_token(&sam_token);
+    let room = shared_room(&mia, &sam, &sam_id, &myelin_name, &logs).await;
+    let mut mia_sync = Syncer::new(mia.clone());
+    send_text(&sam, &room, "s0", "before the outage").await;
+    mia_sync
+        .until("Sam's message before the outage", &logs, |r| {
+            message(r, &room, "before the outage").map(|_| ())
+        })
+        .await;
+
+    fed.servers[0].server.kill();
+    let missed = [
+        "while myelin was down 1",
+        "while myelin was down 2",
+        "while myelin was down 3",
+    ];
+    for (i, body) in missed.iter().enumerate() {
+        send_text(&sam, &room, &format!("down{i}"), body).await;
+    }
+    // Synapse has tried to deliver and failed; its retries die with it.
+    let deadline = Instant::now() + CROSSING;
+    while !synapse.log_tail().contains("ConnectionRefusedError") {
+        assert!(
+            Instant::now() < deadline,
+            "Synapse never tried to reach the stopped Myelin\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    synapse.kill();
+    fed.servers[0].server.restart().await;
+    synapse.restart().await;
+    send_text(&mia, &room, "m-back", "myelin is back").await;
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let bodies = recent_bodies(&mia, &room, 20).await;
+        if missed.iter().all(|m| bodies.iter().any(|b| b == m)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Myelin never caught up with Synapse: {bodies:?}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Synapse's catch-up sent the newest message alone: Myelin asked for the others.
+    assert!(
+        synapse
+            .log()
+            .contains("\"POST /_matrix/federation/v1/get_missing_events/"),
+        "Myelin never fetched the missed events\n{}",
+        logs()
+    );
+    assert_synapse_content(&synapse, &[]);
+}
+
 backend_tests!(
     older_room_versions,
     myelin_user_joins_synapse_room,
@@ -1376,5 +1466,6 @@ backend_tests!(
     encrypted_chat_both_ways,
     restricted_rooms_both_ways,
     device_lists_both_ways,
-    server_acl_and_state_redaction_both_ways
+    server_acl_and_state_redaction_both_ways,
+    synapse_catches_up_myelin
 );

@@ -208,12 +208,17 @@ impl Synapse {
         log_tail(&self.dir)
     }
 
+    /// Synapse's whole log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("homeserver.log")).unwrap_or_default()
+    }
+
     /// The warnings and errors Synapse logged, apart from [`SYNAPSE_NOISE`]: how it reports
     /// what it refused or failed to process from Myelin, which a story's own checks may not
     /// notice.
     pub fn complaints(&self) -> Vec<String> {
-        let log = std::fs::read_to_string(self.dir.join("homeserver.log")).unwrap_or_default();
-        log.lines()
+        self.log()
+            .lines()
             .filter(|l| {
                 l.contains(" WARNING ") || l.contains(" ERROR ") || l.contains(" CRITICAL ")
             })
