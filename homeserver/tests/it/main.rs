@@ -25,6 +25,7 @@ mod federation_chat;
 mod federation_e2ee;
 mod federation_keys;
 mod federation_membership;
+mod federation_public_rooms;
 mod federation_read;
 mod federation_send;
 mod federation_sender;

@@ -7,10 +7,12 @@
 //!   renames the room, and both servers' state agrees, also after two forks (both set the
 //!   topic at once; he demotes her while she renames). He redacts her message, kicks her,
 //!   and she knocks to come back.
-//! - Mia creates a room on Myelin and invites Sam, who joins by its alias through Myelin and
-//!   reads the history from before he came (Synapse backfills from Myelin). Messages,
-//!   typing and read receipts flow both ways, each server reads the other's profiles; Sam
-//!   leaves, both sides see it, and he knocks.
+//! - Mia creates a room on Myelin and publishes it; Sam finds it in Myelin's public room
+//!   directory through Synapse, is invited, joins by its alias through Myelin and reads the
+//!   history from before he came (Synapse backfills from Myelin). Messages, typing and read
+//!   receipts flow both ways, each server reads the other's profiles; Synapse goes down while
+//!   Mia writes and Myelin's queue catches it up; Sam leaves, both sides see it, and he
+//!   knocks.
 //! - Encrypted chat both ways: each reads the other's device and cross-signing keys and
 //!   claims a one-time key across the servers, shares a Megolm key in an Olm to-device
 //!   message, and decrypts the other's messages.
@@ -641,7 +643,10 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
     let (status, resp) = mia
         .post(
             &format!("{V3}/createRoom"),
-            &json!({ "preset": "public_chat", "name": "Made on Myelin", "room_alias_name": "hall" }),
+            &json!({
+                "preset": "public_chat", "name": "Made on Myelin", "room_alias_name": "hall",
+                "visibility": "public",
+            }),
         )
         .await;
     assert_eq!(status, 200, "{resp}");
@@ -663,6 +668,28 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
         })
         .await;
     assert_invite_state(&Value::Object(invite), "Made on Myelin", &mia_id);
+    // He finds the room in Myelin's public room directory, listed and searched through
+    // Synapse (which asks Myelin's `/publicRooms` over federation).
+    let listed = |page: &Value| {
+        page["chunk"].as_array().is_some_and(|rooms| {
+            rooms
+                .iter()
+                .any(|r| r["room_id"] == room.as_str() && r["name"] == "Made on Myelin")
+        })
+    };
+    let (status, page) = sam
+        .get(&format!("{V3}/publicRooms?server={}", enc(&myelin.name)))
+        .await;
+    assert_eq!(status, 200, "{page}\n{}", logs());
+    assert!(listed(&page), "{page}");
+    let (status, page) = sam
+        .post(
+            &format!("{V3}/publicRooms?server={}", enc(&myelin.name)),
+            &json!({ "filter": { "generic_search_term": "made on" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}\n{}", logs());
+    assert!(listed(&page), "{page}");
     // He accepts by the room's alias on Myelin: Synapse asks Myelin's directory.
     let alias = format!("#hall:{}", myelin.name);
     let (status, resp) = sam

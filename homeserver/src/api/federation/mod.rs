@@ -16,6 +16,7 @@ pub mod auth;
 pub mod events;
 pub mod keys;
 pub mod membership;
+pub mod public_rooms;
 pub mod query;
 pub mod send;
 pub mod user_keys;
@@ -52,6 +53,11 @@ pub fn router(state: AppState) -> Router {
     signed = route::<f::backfill::get_backfill::v1::Request, _, _>(signed, events::backfill);
     signed =
         route::<f::event::get_missing_events::v1::Request, _, _>(signed, events::missing_events);
+    signed = route::<f::directory::get_public_rooms::v1::Request, _, _>(signed, public_rooms::get);
+    signed = route::<f::directory::get_public_rooms_filtered::v1::Request, _, _>(
+        signed,
+        public_rooms::post,
+    );
     signed = membership::routes(signed);
     let signed = signed.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),

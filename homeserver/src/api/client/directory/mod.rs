@@ -4,7 +4,7 @@
 
 pub mod aliases;
 mod power;
-mod room_list;
+pub(crate) mod room_list;
 mod user_search;
 
 use axum::Router;

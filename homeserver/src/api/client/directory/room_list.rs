@@ -119,11 +119,12 @@ fn check_server(state: &AppState, server: Option<&ServerName>) -> Result<(), Api
     }
 }
 
-struct Page {
-    chunk: Vec<PublicRoomsChunk>,
-    next_batch: Option<String>,
-    prev_batch: Option<String>,
-    total: UInt,
+/// One page of the directory (also served to other servers, `api::federation::public_rooms`).
+pub(crate) struct Page {
+    pub(crate) chunk: Vec<PublicRoomsChunk>,
+    pub(crate) next_batch: Option<String>,
+    pub(crate) prev_batch: Option<String>,
+    pub(crate) total: UInt,
 }
 
 /// The state events the directory shows.
@@ -148,7 +149,7 @@ fn parse_since(since: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
-async fn list(
+pub(crate) async fn list(
     state: &AppState,
     limit: Option<UInt>,
     since: Option<&str>,
