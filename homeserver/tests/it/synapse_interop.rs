@@ -16,6 +16,8 @@
 //! - Encrypted chat both ways: each reads the other's device and cross-signing keys and
 //!   claims a one-time key across the servers, shares a Megolm key in an Olm to-device
 //!   message, and decrypts the other's messages.
+//! - Rooms of versions 10 and 11 made on either side; a room upgraded to version 12 on
+//!   Synapse, whose tombstone Mia follows to the replacement.
 //! - Restricted rooms on each side, joined through the resident server once the user is in
 //!   the space that grants access.
 //! - Device lists: a second device of either user (a new login publishing its keys) shows
@@ -1188,7 +1190,7 @@ async fn restricted_rooms_both_ways(backend: Backend) {
 
 /// Rooms of versions 10 and 11 (which name their server in the room ID and cite the create
 /// event) work both ways too: a room made on each side, joined from the other, with a
-/// message each way.
+/// message each way. Sam then upgrades his version 11 room to 12 and Mia follows him.
 async fn older_room_versions(backend: Backend) {
     let Some((fed, synapse)) = start(backend).await else {
         return;
@@ -1204,11 +1206,15 @@ async fn older_room_versions(backend: Backend) {
     mia_sync.sync().await;
     sam_sync.sync().await;
 
+    let mut sams_v11 = None;
     for version in ["10", "11"] {
         for (owner, joiner, via) in [(&sam, &mia, &synapse.name), (&mia, &sam, &myelin.name)] {
             let body = json!({ "preset": "public_chat", "room_version": version });
             let room = create_room(owner, body).await;
             assert_eq!(room_version(owner, &room).await, version);
+            if version == "11" && via == &synapse.name {
+                sams_v11 = Some(room.clone());
+            }
             let (status, resp) = joiner
                 .post(
                     &format!("{V3}/join/{}?server_name={}", enc(&room), enc(via)),
@@ -1231,6 +1237,50 @@ async fn older_room_versions(backend: Backend) {
             assert_eq!(seen["sender"], sam_id.as_str());
         }
     }
+
+    // Sam upgrades his version 11 room to 12 on Synapse: Mia sees the tombstone and follows
+    // it to the replacement, which names the old room as its predecessor.
+    let old = sams_v11.expect("Sam's version 11 room");
+    let (status, resp) = sam
+        .post(
+            &format!("{V3}/rooms/{}/upgrade", enc(&old)),
+            &json!({ "new_version": "12" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    let new = resp["replacement_room"]
+        .as_str()
+        .expect("replacement_room")
+        .to_owned();
+    let tombstone = mia_sync
+        .until("the tombstone on Myelin", &logs, |r| {
+            timeline(r, &old)
+                .into_iter()
+                .find(|e| e["type"] == "m.room.tombstone")
+                .cloned()
+        })
+        .await;
+    assert_eq!(tombstone["content"]["replacement_room"], new.as_str());
+    let (status, resp) = mia
+        .post(
+            &format!("{V3}/join/{}?server_name={}", enc(&new), enc(&synapse.name)),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}\n{}", logs());
+    assert_eq!(room_version(&mia, &new).await, "12");
+    let (status, create) = mia
+        .get(&format!("{V3}/rooms/{}/state/m.room.create/", enc(&new)))
+        .await;
+    assert_eq!(status, 200, "{create}");
+    assert_eq!(create["predecessor"]["room_id"], old.as_str(), "{create}");
+    send_text(&mia, &new, "m-upgraded", "followed the tombstone").await;
+    let seen = sam_sync
+        .until("Mia's message in the upgraded room", &logs, |r| {
+            message(r, &new, "followed the tombstone").cloned()
+        })
+        .await;
+    assert_eq!(seen["sender"], mia_id.as_str());
     assert_content(&fed, &synapse, &[]);
 }
 
