@@ -20,8 +20,8 @@
 //!   Synapse, whose tombstone Mia follows to the replacement.
 //! - Restricted rooms on each side, joined through the resident server once the user is in
 //!   the space that grants access.
-//! - Device lists: a second device of either user (a new login publishing its keys) shows
-//!   in the other's `device_lists.changed` and `/keys/query`.
+//! - Device lists: a second device of either user (a new login publishing its keys), and
+//!   later cross-signing keys, show in the other's `device_lists.changed` and `/keys/query`.
 //! - A server ACL set on either side (denying a third server) and redactions of state events
 //!   on either side apply alike on both servers.
 //! - Myelin and then Synapse go down while Sam writes: Synapse's catch-up sends Myelin the
@@ -1320,7 +1320,8 @@ fn device_list_changed(resp: &Value, user: &str) -> bool {
 
 /// A new device (a second login that publishes its keys) reaches the other server both
 /// ways: the other user's `/sync` lists its owner in `device_lists.changed`, and
-/// `/keys/query` through the other server returns the new device's keys.
+/// `/keys/query` through the other server returns the new device's keys. So do
+/// cross-signing keys set up afterwards.
 async fn device_lists_both_ways(backend: Backend) {
     let Some((fed, synapse)) = start(backend).await else {
         return;
@@ -1350,16 +1351,7 @@ async fn device_lists_both_ways(backend: Backend) {
         let (token, device_id) = login_ok(&server, owner, password).await;
         let mut second = Peer::new(server.with_token(&token), owner, &device_id);
         second.publish_keys(1).await;
-        let deadline = Instant::now() + CROSSING;
-        while !device_list_changed(&reader.sync().await, owner) {
-            assert!(
-                Instant::now() < deadline,
-                "{} never saw {owner}'s device list change\n{}",
-                reader.user(),
-                logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_device_list_changed(reader, owner, &logs).await;
         let devices = reader.query(owner).await;
         let keys = &devices
             .get(&device_id)
@@ -1371,7 +1363,54 @@ async fn device_lists_both_ways(backend: Backend) {
         );
         assert_eq!(devices.len(), 2, "{devices:?}");
     }
+
+    // Cross-signing keys set up after the other side started tracking: each then reads the
+    // other's new master key through its own server.
+    let sam_cross = cross_sign(&sam).await;
+    until_device_list_changed(&mut mia, &sam_id, &logs).await;
+    assert_master_key(&mia, &sam_id, &sam_cross.0, &logs).await;
+    let mia_cross = cross_sign(&mia).await;
+    until_device_list_changed(&mut sam, &mia_id, &logs).await;
+    assert_master_key(&sam, &mia_id, &mia_cross.0, &logs).await;
     assert_content(&fed, &synapse, &[]);
+}
+
+/// Syncs `reader` until its `device_lists.changed` lists `owner`.
+async fn until_device_list_changed(reader: &mut Peer, owner: &str, logs: &dyn Fn() -> String) {
+    let deadline = Instant::now() + CROSSING;
+    while !device_list_changed(&reader.sync().await, owner) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never saw {owner}'s device list change\n{}",
+            reader.user(),
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `reader`'s `/keys/query` returns `master` as `owner`'s master key.
+async fn assert_master_key(
+    reader: &Peer,
+    owner: &str,
+    master: &SigningKey,
+    logs: &dyn Fn() -> String,
+) {
+    let (status, resp) = reader
+        .http
+        .post(
+            &format!("{V3}/keys/query"),
+            &json!({ "device_keys": { owner: [] } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(
+        resp["master_keys"][owner]["keys"][master.key_id()],
+        master.public_b64(),
+        "{owner}'s master key for {}: {resp}\n{}",
+        reader.user(),
+        logs()
+    );
 }
 
 /// The content of `room`'s `(event_type, "")` state as two clients agree on it.
