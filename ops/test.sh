@@ -44,6 +44,14 @@ else
   echo "or set MYELIN_TEST_POSTGRES=postgres://user@host:port to use a running server." >&2
   exit 1
 fi
+# Synapse for the interop stories (homeserver/tests/it/synapse_interop.rs):
+# installed once into a virtualenv; MYELIN_SYNAPSE_VENV tells the tests
+# where. In CI a missing Synapse fails those stories instead of skipping them.
+if [ -z "${MYELIN_SYNAPSE_VENV:-}" ]; then
+  MYELIN_SYNAPSE_VENV="$(bash ops/synapse/install.sh)"
+  export MYELIN_SYNAPSE_VENV
+fi
+echo "== Synapse $("$MYELIN_SYNAPSE_VENV/bin/python" -c 'import synapse; print(synapse.__version__)') in $MYELIN_SYNAPSE_VENV"
 echo "== format"
 cargo fmt --all -- --check
 echo "== lint"

@@ -18,7 +18,6 @@ case "$db_kind" in sqlite|postgres) ;; *) echo "usage: $0 [sqlite|postgres]" >&2
 USERS="${USERS:-20}" MESSAGES="${MESSAGES:-50}" OBSERVERS="${OBSERVERS:-5}"
 ROOMS="${ROOMS:-50}" ROOM_MESSAGES="${ROOM_MESSAGES:-20}" REPEATS="${REPEATS:-5}"
 bench="${BENCH_DIR:-/var/tmp/myelin-bench}"
-venv="${SYNAPSE_VENV:-/var/tmp/myelin-synapse}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/myelin-target}"
 secret="bench-shared-secret"
 port=38008
@@ -26,12 +25,7 @@ pg_port=5434
 mkdir -p "$bench"
 
 # --- what the run needs -----------------------------------------------------
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import synapse" 2>/dev/null; then
-  echo "== installing Synapse into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q "matrix-synapse[postgres]"
-fi
+venv="$(bash ops/synapse/install.sh)"
 synapse_version="$("$venv/bin/python" -c 'import synapse; print(synapse.__version__)')"
 echo "== Synapse $synapse_version"
 echo "== building Myelin and the load generator (release)"

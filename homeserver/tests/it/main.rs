@@ -48,6 +48,7 @@ mod rooms_state_history;
 mod rooms_story;
 mod server_basics;
 mod sessions;
+mod synapse_interop;
 mod sync_filters;
 mod sync_long_poll;
 mod sync_memberships;

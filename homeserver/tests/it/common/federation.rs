@@ -131,6 +131,12 @@ pub async fn start_dns(servers: &[(String, u16)]) -> u16 {
     }
 }
 
+/// The host part of a server name (`127.0.0.1:8448` -> `127.0.0.1`): what its certificate
+/// names and what TLS verifies.
+pub fn tls_host(name: &str) -> &str {
+    name.rsplit_once(':').map_or(name, |(host, _)| host)
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
@@ -189,12 +195,42 @@ impl Federation {
             .iter()
             .map(|n| ((*n).to_owned(), free_port()))
             .collect();
-        let dns_port = start_dns(&ports).await;
+        Self::launch(backend, dir, ca, ports, extra_env).await
+    }
+
+    /// One server named by an IP literal with its port, `127.0.0.1:<port>`, which needs no
+    /// DNS: how other homeservers that only use the system resolver (Synapse) reach it.
+    pub async fn start_ip_literal(backend: Backend, extra_env: &[(&str, &str)]) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("myelin_fed_{}_{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("federation dir");
+        let ca = TestCa::new();
+        std::fs::write(dir.join("ca.pem"), ca.root_pem()).expect("write CA");
+        let port = free_port();
+        let ports = vec![(format!("127.0.0.1:{port}"), port)];
+        Self::launch(backend, dir, ca, ports, extra_env).await
+    }
+
+    async fn launch(
+        backend: Backend,
+        dir: PathBuf,
+        ca: TestCa,
+        ports: Vec<(String, u16)>,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
+        let ca_path = dir.join("ca.pem");
+        let named: Vec<(String, u16)> = ports
+            .iter()
+            .filter(|(name, _)| !name.contains(':'))
+            .cloned()
+            .collect();
+        let dns_port = start_dns(&named).await;
         let mut servers = Vec::new();
         for (name, port) in ports {
-            let cert_path = dir.join(format!("{name}.crt"));
-            let key_path = dir.join(format!("{name}.key"));
-            let (cert, key) = ca.issue(&name, 1);
+            let file = name.replace(':', "_");
+            let cert_path = dir.join(format!("{file}.crt"));
+            let key_path = dir.join(format!("{file}.key"));
+            let (cert, key) = ca.issue(tls_host(&name), 1);
             std::fs::write(&cert_path, cert).expect("write cert");
             std::fs::write(&key_path, key).expect("write key");
             let listen = format!("127.0.0.1:{port}");
@@ -270,7 +306,7 @@ impl Federation {
     ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let tcp =
             tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, server.federation_port)).await?;
-        let name = ServerName::try_from(server.name.clone()).expect("tls name");
+        let name = ServerName::try_from(tls_host(&server.name).to_owned()).expect("tls name");
         self.tls_connector().connect(name, tcp).await
     }
 
@@ -310,7 +346,7 @@ impl Federation {
             .uri(path_and_query)
             .header(
                 "host",
-                format!("{}:{}", server.name, server.federation_port),
+                format!("{}:{}", tls_host(&server.name), server.federation_port),
             );
         if body.is_some() {
             req = req.header("content-type", "application/json");

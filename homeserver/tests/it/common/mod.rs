@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod federation;
+pub mod synapse;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -279,6 +280,18 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of any server's client API at `base` (e.g. another homeserver's).
+    pub fn new(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            base: base.to_owned(),
+            token: None,
+        }
+    }
+
     pub fn with_token(&self, token: &str) -> Client {
         Client {
             token: Some(token.to_owned()),
