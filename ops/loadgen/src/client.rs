@@ -249,6 +249,30 @@ impl User {
         str_field("send", &resp, "event_id")
     }
 
+    /// One page of `room`'s messages before `from` (newest first), messages
+    /// only.
+    pub async fn messages_before(
+        &self,
+        room_id: &str,
+        from: &str,
+        limit: usize,
+    ) -> Result<Value, ClientError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/messages", enc(room_id));
+        let query = [
+            ("dir", "b".to_owned()),
+            ("from", from.to_owned()),
+            ("limit", limit.to_string()),
+            ("filter", json!({ "types": ["m.room.message"] }).to_string()),
+        ];
+        let req = self
+            .hs
+            .http
+            .get(self.hs.url(&path))
+            .bearer_auth(&self.token)
+            .query(&query);
+        json_of("messages", req.send().await).await
+    }
+
     /// One `/sync`; `filter` is inline JSON (`None`: the server's default).
     pub async fn sync(
         &self,

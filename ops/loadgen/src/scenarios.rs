@@ -303,18 +303,58 @@ pub(crate) async fn observe(
         let Some(rooms) = body["rooms"]["join"].as_object() else {
             continue;
         };
-        for room in rooms.values() {
-            if room["timeline"]["limited"] == json!(true) {
-                seen.limited += 1;
-            }
+        for (room_id, room) in rooms {
             for event in room["timeline"]["events"].as_array().into_iter().flatten() {
                 if let Some(text) = event["content"]["body"].as_str() {
                     seen.at.entry(text.to_owned()).or_insert(now);
                 }
             }
+            if room["timeline"]["limited"] == json!(true) {
+                // A gap: what the timeline left out reached the client
+                // now too, as a real client pages it in from `prev_batch`.
+                seen.limited += 1;
+                if let Some(from) = room["timeline"]["prev_batch"].as_str() {
+                    fill_gap(&user, room_id, from, now, &mut seen).await?;
+                }
+            }
         }
     }
     Ok(seen)
+}
+
+/// Pages back through a timeline gap from `from` (a `prev_batch`) until a
+/// page brings nothing the observer has not seen, noting the new messages
+/// as seen `at`. Bounded, so a broken server cannot keep it paging.
+async fn fill_gap(
+    user: &User,
+    room: &str,
+    from: &str,
+    at: Instant,
+    seen: &mut Seen,
+) -> Result<(), ClientError> {
+    const MAX_PAGES: usize = 50;
+    let mut from = from.to_owned();
+    for _ in 0..MAX_PAGES {
+        let page = user.messages_before(room, &from, 100).await?;
+        let chunk = page["chunk"].as_array().cloned().unwrap_or_default();
+        let mut new = 0;
+        for event in &chunk {
+            if let Some(text) = event["content"]["body"].as_str()
+                && !seen.at.contains_key(text)
+            {
+                seen.at.insert(text.to_owned(), at);
+                new += 1;
+            }
+        }
+        // Events can reach a server out of order (fetched history lands
+        // after newer events), so one known event does not end the gap: a
+        // page of nothing new does.
+        match page["end"].as_str() {
+            Some(end) if new > 0 => from = end.to_owned(),
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// One user in `rooms` rooms of `per_room` messages; times full initial
