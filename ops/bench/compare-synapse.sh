@@ -9,6 +9,11 @@
 # Sizes come from the environment: USERS (20), MESSAGES (50 per user),
 # OBSERVERS (5), ROOMS (50), ROOM_MESSAGES (20), REPEATS (5). Reports land
 # in $BENCH_DIR (/var/tmp/myelin-bench) as JSON.
+#
+# MYELIN_ONLY=1 runs only Myelin's half and compares it with Synapse's last
+# reports in $BENCH_DIR (a couple of minutes instead of ten, for iterating).
+# MYELIN_PERF=<file> records a `perf record --call-graph dwarf` profile of
+# Myelin's messages phase into <file>.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$(pwd)"
@@ -18,6 +23,7 @@ case "$db_kind" in sqlite|postgres) ;; *) echo "usage: $0 [sqlite|postgres]" >&2
 USERS="${USERS:-20}" MESSAGES="${MESSAGES:-50}" OBSERVERS="${OBSERVERS:-5}"
 ROOMS="${ROOMS:-50}" ROOM_MESSAGES="${ROOM_MESSAGES:-20}" REPEATS="${REPEATS:-5}"
 bench="${BENCH_DIR:-/var/tmp/myelin-bench}"
+myelin_only="${MYELIN_ONLY:-0}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/myelin-target}"
 secret="bench-shared-secret"
 port=38008
@@ -25,8 +31,18 @@ pg_port=5434
 mkdir -p "$bench"
 
 # --- what the run needs -----------------------------------------------------
-venv="$(bash ops/synapse/install.sh)"
-synapse_version="$("$venv/bin/python" -c 'import synapse; print(synapse.__version__)')"
+if [ "$myelin_only" = 1 ]; then
+  for scenario in messages initial-sync; do
+    if [ ! -f "$bench/synapse-$db_kind-$scenario.json" ]; then
+      echo "MYELIN_ONLY=1 needs Synapse's reports from a full run in $bench" >&2; exit 2
+    fi
+  done
+  synapse_version="$(cat "$bench/synapse-version" 2>/dev/null || echo '(last run)')"
+else
+  venv="$(bash ops/synapse/install.sh)"
+  synapse_version="$("$venv/bin/python" -c 'import synapse; print(synapse.__version__)')"
+  echo "$synapse_version" > "$bench/synapse-version"
+fi
 echo "== Synapse $synapse_version"
 echo "== building Myelin and the load generator (release)"
 cargo build --release --locked -p myelin-homeserver -p myelin-loadgen
@@ -89,8 +105,10 @@ run_load() {
   local db_arg=()
   [ -n "$pg_pid" ] && db_arg=(--db-pid "$pg_pid")
   echo "== $name: messages ($USERS users x $MESSAGES messages, $OBSERVERS observers); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  local perf_arg=()
+  [ "$name" = myelin ] && [ -n "${MYELIN_PERF:-}" ] && perf_arg=(--perf-record "$MYELIN_PERF")
   "$loadgen" --url "http://127.0.0.1:$port" --shared-secret "$secret" --pid "$server_pid" "${db_arg[@]}" \
-    --json "$bench/$name-$db_kind-messages.json" \
+    --json "$bench/$name-$db_kind-messages.json" "${perf_arg[@]}" \
     messages --users "$USERS" --messages "$MESSAGES" --observers "$OBSERVERS" >/dev/null
   echo "== $name: initial sync ($ROOMS rooms x $ROOM_MESSAGES messages); load: $(cut -d' ' -f1-3 /proc/loadavg)"
   "$loadgen" --url "http://127.0.0.1:$port" --shared-secret "$secret" --pid "$server_pid" "${db_arg[@]}" \
@@ -99,6 +117,7 @@ run_load() {
 }
 
 # --- Synapse ------------------------------------------------------------------
+if [ "$myelin_only" != 1 ]; then
 syn="$bench/synapse"
 rm -rf "$syn" && mkdir -p "$syn"
 if [ "$db_kind" = postgres ]; then
@@ -153,6 +172,7 @@ server_pid=$!
 wait_ready
 run_load synapse
 stop_server
+fi
 
 # --- Myelin -------------------------------------------------------------------
 mye="$bench/myelin"

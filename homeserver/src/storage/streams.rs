@@ -88,6 +88,26 @@ pub async fn take_positions(
     row.try_get("", "position")
 }
 
+/// The latest committed positions of `wanted`, in order, from one read of
+/// the table (a handful of rows): a sync token needs several at once, on
+/// every sync.
+pub async fn current_positions<const N: usize>(
+    db: &Db,
+    wanted: [Stream; N],
+) -> Result<[i64; N], DbErr> {
+    let rows = db
+        .query_all("SELECT stream, position FROM stream_positions", [])
+        .await?;
+    let mut out = [0; N];
+    for row in rows {
+        let stream: String = row.try_get("", "stream")?;
+        if let Some(i) = wanted.iter().position(|w| w.key() == stream) {
+            out[i] = row.try_get("", "position")?;
+        }
+    }
+    Ok(out)
+}
+
 /// The latest committed position of `stream` (0 before any change): what a
 /// sync token records so the next sync can ask for changes after it.
 pub async fn current_position(db: &Db, stream: Stream) -> Result<i64, DbErr> {

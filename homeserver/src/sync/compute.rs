@@ -53,13 +53,24 @@ pub struct SyncParams<'a> {
 /// The positions of every stream now: the `next_batch` of a response.
 pub async fn current_token(state: &AppState) -> Result<SyncToken, ApiError> {
     let db = state.db();
+    let timeline = state.rooms().streams(db).await?.current();
+    let [account_data, receipts, to_device, device_lists] = streams::current_positions(
+        db,
+        [
+            Stream::AccountData,
+            Stream::Receipts,
+            Stream::ToDevice,
+            Stream::DeviceLists,
+        ],
+    )
+    .await?;
     Ok(SyncToken {
-        timeline: state.rooms().streams(db).await?.current(),
-        account_data: streams::current_position(db, Stream::AccountData).await?,
-        receipts: streams::current_position(db, Stream::Receipts).await?,
+        timeline,
+        account_data,
+        receipts,
         typing: i64::try_from(state.typing().position()).unwrap_or(i64::MAX),
-        to_device: streams::current_position(db, Stream::ToDevice).await?,
-        device_lists: streams::current_position(db, Stream::DeviceLists).await?,
+        to_device,
+        device_lists,
         presence: i64::try_from(state.presence().position()).unwrap_or(i64::MAX),
     })
 }
@@ -403,7 +414,14 @@ pub async fn compute(
     let read_from = if full_set.is_empty() { ad_since } else { 0 };
     let mut global_ad = Vec::new();
     let mut room_ad: HashMap<String, Vec<Json>> = HashMap::new();
-    for row in account_data::changed_since(db, user, read_from).await? {
+    // Nothing to read when the stream has not moved past what is read from
+    // (an incremental sync woken by a message, typically).
+    let ad_rows = if read_from < now.account_data {
+        account_data::changed_since(db, user, read_from).await?
+    } else {
+        Vec::new()
+    };
+    for row in ad_rows {
         if row.stream_position > now.account_data {
             continue;
         }
@@ -440,8 +458,11 @@ pub async fn compute(
     let mut receipts_all = receipts::for_sync(db, user, &full_ids, 0, now.receipts).await?;
     if let Some(since) = p.since {
         typing.extend(state.typing().changed_since(since_typing, &incr_room_ids));
-        receipts_all
-            .extend(receipts::for_sync(db, user, &incr_ids, since.receipts, now.receipts).await?);
+        if since.receipts < now.receipts {
+            receipts_all.extend(
+                receipts::for_sync(db, user, &incr_ids, since.receipts, now.receipts).await?,
+            );
+        }
     }
     let mut ephemeral = assemble::ephemeral_by_room(typing, receipts_all, &p.filter.room.ephemeral);
 

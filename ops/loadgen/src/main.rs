@@ -42,6 +42,10 @@ struct Cli {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Record a `perf record --call-graph dwarf` profile of `--pid` during
+    /// the measured phase into this file.
+    #[arg(long)]
+    perf_record: Option<std::path::PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -102,6 +106,7 @@ async fn main() {
         pid: cli.pid,
         db_pid: cli.db_pid,
         run_id: scenarios::run_id(),
+        perf_record: cli.perf_record,
     };
     let report = match cli.scenario {
         Scenario::Messages {
@@ -138,6 +143,7 @@ async fn main() {
                 pid: remote_pid,
                 db_pid: None,
                 run_id: setup.run_id.clone(),
+                perf_record: None,
             };
             federation::throughput(
                 &setup,

@@ -24,6 +24,46 @@ pub struct Setup {
     pub db_pid: Option<u32>,
     /// Makes user names unique per run, so runs can share a server.
     pub run_id: String,
+    /// Record a `perf` profile of the server during the measured phase.
+    pub perf_record: Option<std::path::PathBuf>,
+}
+
+/// A `perf record` attached to the server for the measured phase only.
+struct Profiler(Option<std::process::Child>);
+
+impl Profiler {
+    fn start(setup: &Setup) -> Self {
+        let (Some(pid), Some(out)) = (setup.pid, setup.perf_record.as_ref()) else {
+            return Self(None);
+        };
+        // DWARF unwinding works from `.eh_frame` alone, so a release build
+        // without debug info still gives call graphs.
+        let child = std::process::Command::new("perf")
+            .args(["record", "-q", "-F", "499", "--call-graph", "dwarf,16384"])
+            .arg("-p")
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => Self(Some(child)),
+            Err(e) => {
+                eprintln!("loadgen: cannot start perf: {e}");
+                Self(None)
+            }
+        }
+    }
+
+    /// Stops recording (SIGINT lets perf write its file) and waits for it.
+    fn stop(mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
 }
 
 pub fn run_id() -> String {
@@ -121,6 +161,7 @@ pub async fn messages(
 
     let sampler = MemorySampler::start(setup.pid);
     let baseline_rss = setup.pid.map(procstat::rss_bytes);
+    let profiler = Profiler::start(setup);
     let cpu_before = setup.cpu();
     let sent: SendTimes = Arc::new(Mutex::new(HashMap::with_capacity(total)));
     let give_up = Instant::now() + deadline;
@@ -135,6 +176,7 @@ pub async fn messages(
     let heard = hear(observer_set, total, &sent).await?;
     let mut latencies = heard.latencies;
     let cpu = cpu_before.zip(setup.cpu()).map(|(b, a)| a - b);
+    profiler.stop();
     let peak_rss = sampler.peak().await;
 
     let [median, p99, max] = [0.5, 0.99, 1.0].map(|q| quantile(&mut latencies, q).map(ms));
@@ -385,16 +427,20 @@ pub async fn initial_sync(
     let mut times = Vec::with_capacity(repeats);
     let mut rooms_seen = 0;
     let mut bytes = 0;
-    let cpu_before = setup.cpu();
+    // Only the syncs are counted: each login's password check would
+    // otherwise dominate the CPU figure.
+    let mut cpu: Option<f64> = Some(0.0);
     for _ in 0..repeats.max(1) {
         let device = setup.hs.login(&user.user_id, PASSWORD).await?;
+        let cpu_before = setup.cpu();
         let started = Instant::now();
         let body = device.sync(None, 0, None).await?;
         times.push(started.elapsed());
+        let used = cpu_before.zip(setup.cpu()).map(|(b, a)| a - b);
+        cpu = cpu.zip(used).map(|(sum, c)| sum + c);
         rooms_seen = body["rooms"]["join"].as_object().map_or(0, |m| m.len());
         bytes = body.to_string().len();
     }
-    let cpu = cpu_before.zip(setup.cpu()).map(|(b, a)| a - b);
     let [min, median, max] = [0.0, 0.5, 1.0].map(|q| quantile(&mut times, q).map(ms));
     Ok(json!({
         "scenario": "initial-sync",
