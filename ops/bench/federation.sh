@@ -10,6 +10,9 @@
 # DNS is involved, and carry certificates from a throw-away CA that both
 # trust. Sizes from the environment: USERS (10), MESSAGES (50 per user),
 # OBSERVERS (3). Reports land in $BENCH_DIR (/var/tmp/myelin-bench).
+# FED_PERF=<file> (opt-in, Myelin only) records a CPU profile of the
+# receiving server with `perf record` while the load generator runs; build
+# with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only for readable stacks.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -151,10 +154,20 @@ run_pair() {
   wait_ready "${client_ports[0]}" "${pids[0]}"
   wait_ready "${client_ports[1]}" "${pids[1]}"
   echo "== $kind -> $kind: $USERS senders x $MESSAGES messages, $OBSERVERS remote observers; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  local perf_pid=""
+  if [ -n "${FED_PERF:-}" ] && [ "$kind" = myelin ]; then
+    perf record -F 499 --call-graph dwarf -o "$FED_PERF" -p "${pids[1]}" >"$bench/perf.log" 2>&1 &
+    perf_pid=$!
+  fi
   "$loadgen" --url "http://127.0.0.1:${client_ports[0]}" --shared-secret "$secret" --pid "${pids[0]}" \
     --json "$bench/$kind.json" \
     federation --remote-url "http://127.0.0.1:${client_ports[1]}" --remote-pid "${pids[1]}" \
     --users "$USERS" --messages "$MESSAGES" --observers "$OBSERVERS"
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    echo "== profile of the receiving server: $FED_PERF"
+  fi
   stop_servers
 }
 

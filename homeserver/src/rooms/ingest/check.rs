@@ -10,9 +10,8 @@ use myelin_proto::verify::{KeyRing, Verified, verify_pdus};
 use myelin_proto::{Pdu, RoomVersion};
 use ruma::RoomId;
 
-use super::{Ingest, KeySource};
+use super::{Ingest, KeySource, parsed};
 use crate::api::error::ApiError;
-use crate::rooms::pipeline::stored_pdu;
 use crate::storage::{events, state as state_store};
 
 /// A state's events by `(type, state_key)`, as the auth rules read them.
@@ -100,7 +99,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
             if status.room_id != self.room_id.as_str() {
                 return Ok(Err(format!("auth event {id} is of another room")));
             }
-            auth_events.push(stored_pdu(self.version, &status.json)?);
+            auth_events.push(parsed::stored(self.version, &status.json)?);
         }
         let create = self.room_create().await?;
         Ok(check_against_auth_events(
@@ -118,7 +117,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
         found
             .into_iter()
             .next()
-            .map(|(_, _, json)| stored_pdu(self.version, &json))
+            .map(|(_, _, json)| parsed::stored(self.version, &json))
             .transpose()
     }
 
@@ -135,7 +134,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
             .collect();
         let mut out = AuthState::new();
         for status in events::statuses(self.state.db(), &ids).await? {
-            let event = stored_pdu(self.version, &status.json)?;
+            let event = parsed::stored(self.version, &status.json)?;
             if let Some(sk) = event.state_key() {
                 out.insert((event.event_type().to_owned(), sk.to_owned()), event);
             }
@@ -152,7 +151,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
         for (t, k, json) in
             state_store::current_events_for(db, self.room_id.as_str(), &keys).await?
         {
-            out.insert((t, k), stored_pdu(self.version, &json)?);
+            out.insert((t, k), parsed::stored(self.version, &json)?);
         }
         Ok(out)
     }

@@ -7,10 +7,10 @@ use myelin_proto::auth::PowerLevels;
 use myelin_proto::state_res::StateMap;
 use ruma::OwnedEventId;
 
-use super::Ingest;
 use super::KeySource;
 use super::check::AuthState;
 use super::state_at::{StateAt, current_map, differing_keys, load_map, plan_snapshot, resolve};
+use super::{Ingest, parsed};
 use crate::api::error::ApiError;
 use crate::rooms::pipeline::{
     CurrentUpdate, EventWrite, Holder, StateChange, Status, redaction_of, stored_pdu,
@@ -91,16 +91,18 @@ impl<K: KeySource> Ingest<'_, '_, K> {
     }
 
     /// Stores an accepted event in the timeline with the room's new
-    /// current state and the redaction it applies.
+    /// current state and the redaction it applies. `at_current`: the state
+    /// before it is the room's current state.
     pub(super) async fn store_accepted(
         &self,
         pdu: &Pdu,
         before: &StateAt,
         before_auth: &AuthState,
+        at_current: bool,
     ) -> Result<(), ApiError> {
         let mut write = self.write_of(pdu, Status::Timeline, Some(before));
         (write.own_state, write.replaces_state) = self.own_state(pdu, before).await?;
-        write.current = match self.new_current_state(pdu, before).await? {
+        write.current = match self.new_current_state(pdu, before, at_current).await? {
             Ok(update) => Some(update),
             Err(reason) => {
                 // The event is fine; only the room's state could not be
@@ -154,6 +156,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
         &self,
         pdu: &Pdu,
         before: &StateAt,
+        at_current: bool,
     ) -> Result<Result<CurrentUpdate, String>, ApiError> {
         let db = self.state.db();
         let room_id = self.room_id.as_str();
@@ -170,7 +173,12 @@ impl<K: KeySource> Ingest<'_, '_, K> {
             .map(|(id, _)| id)
             .filter(|id| !pdu.prev_events().iter().any(|p| p.as_str() == id))
             .collect();
-        let old = current_map(db, room_id).await?;
+        // The current state is not read again when it is the state before.
+        let old = if at_current {
+            before.map.clone()
+        } else {
+            current_map(db, room_id).await?
+        };
         let (new, snapshot) = if others.is_empty() {
             (after, None)
         } else {
@@ -238,7 +246,7 @@ impl<K: KeySource> Ingest<'_, '_, K> {
             .iter()
             .find(|s| s.event_id == id.as_str())
             .ok_or_else(|| ApiError::internal("state event not stored", id))?;
-        let event = stored_pdu(self.version, &status.json)?;
+        let event = parsed::stored(self.version, &status.json)?;
         Ok(Holder::Stored {
             event_nid: status.event_nid,
             event_id: status.event_id.clone(),
