@@ -9,7 +9,8 @@
 # Both servers are named by IP literal and port (127.0.0.1:<port>), so no
 # DNS is involved, and carry certificates from a throw-away CA that both
 # trust. Sizes from the environment: USERS (10), MESSAGES (50 per user),
-# OBSERVERS (3). Reports land in $BENCH_DIR (/var/tmp/myelin-bench).
+# OBSERVERS (3). Reports land in $BENCH_DIR (/var/tmp/myelin-bench); ports
+# from PORT_BASE (38100).
 # FED_PERF=<file> (opt-in, Myelin only) records a CPU profile of the
 # receiving server with `perf record` while the load generator runs; build
 # with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only for readable stacks.
@@ -22,8 +23,10 @@ USERS="${USERS:-10}" MESSAGES="${MESSAGES:-50}" OBSERVERS="${OBSERVERS:-3}"
 bench="${BENCH_DIR:-/var/tmp/myelin-bench}/federation"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/myelin-target}"
 secret="bench-shared-secret"
-client_ports=(38108 38109)
-fed_ports=(38448 38449)
+# PORT_BASE moves all four ports, so two runs can share a machine.
+base="${PORT_BASE:-38100}"
+client_ports=($((base + 8)) $((base + 9)))
+fed_ports=($((base + 48)) $((base + 49)))
 mkdir -p "$bench"
 
 echo "== building Myelin and the load generator (release)"
