@@ -7,19 +7,22 @@
 //! evaluated against the room state before the event (so a joining user
 //! is not evaluated for their own join). Invitees are not evaluated:
 //! without push gateways, their only use would be counts in rooms they
-//! are not in. `m.ignored_user_list` is not applied yet.
+//! are not in. Nor are members who ignore the sender (`m.ignored_user_list`),
+//! except for state events, which they still see (Synapse skips them the
+//! same way, so an ignored user's messages never count as unread).
 //!
 //! Sending is a hot path, so the work per event is three indexed queries
-//! (members with their member events, the push rules version of each,
-//! the create and power levels events) and one walk of each member's
-//! ruleset over an event flattened once. Parsed rulesets are cached by
-//! user and by the account data `stream_position` of their `m.push_rules`
-//! (every change to the rules moves it), validated by the one query for
-//! all members; a user without stored rules gets the server defaults.
+//! (members with their member events, the push rules and ignore list
+//! versions of each, the create and power levels events) and one walk of
+//! each member's ruleset over an event flattened once. Parsed rulesets and
+//! ignore lists are cached by user and by the account data
+//! `stream_position` of their `m.push_rules` or `m.ignored_user_list`
+//! (every change moves it), validated by the one query for all members; a
+//! user without stored rules gets the server defaults.
 
 pub mod context;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use myelin_proto::Pdu;
@@ -42,10 +45,15 @@ const MAX_CACHED_RULESETS: usize = 50_000;
 /// was parsed from (`None`: the user has none stored, the defaults apply).
 type CachedRuleset = (Option<i64>, Arc<Ruleset>);
 
+/// A user's parsed ignore list with the `stream_position` of the
+/// `m.ignored_user_list` it was parsed from.
+type CachedIgnoreList = (i64, Arc<HashSet<String>>);
+
 /// The push rules cache and the evaluation of new events.
 #[derive(Default)]
 pub struct PushEvaluator {
     rulesets: Mutex<HashMap<OwnedUserId, CachedRuleset>>,
+    ignore_lists: Mutex<HashMap<OwnedUserId, CachedIgnoreList>>,
 }
 
 impl PushEvaluator {
@@ -66,7 +74,7 @@ impl PushEvaluator {
         let room_id = pdu.room_id();
         let members = push_actions::joined_members(db, room_id.as_str()).await?;
         let member_count = members.len();
-        let recipients: Vec<(OwnedUserId, Option<String>)> = members
+        let mut recipients: Vec<(OwnedUserId, Option<String>)> = members
             .into_iter()
             .filter_map(|(user_id, member_json)| {
                 let user_id = OwnedUserId::try_from(user_id).ok()?;
@@ -77,8 +85,26 @@ impl PushEvaluator {
         if recipients.is_empty() {
             return Ok(Vec::new());
         }
+        let ids: Vec<&str> = recipients.iter().map(|(u, _)| u.as_str()).collect();
+        let versions = push_actions::member_versions(db, &ids).await?;
+        if !versions.ignored_users.is_empty() {
+            let mut ignoring = HashSet::new();
+            for (user, _) in &recipients {
+                let Some(&version) = versions.ignored_users.get(user.as_str()) else {
+                    continue;
+                };
+                let ignored = self.ignore_list(db, user, version).await?;
+                if crate::ignored_users::hides(&ignored, pdu.sender().as_str(), pdu.state_key()) {
+                    ignoring.insert(user.clone());
+                }
+            }
+            recipients.retain(|(u, _)| !ignoring.contains(u));
+            if recipients.is_empty() {
+                return Ok(Vec::new());
+            }
+        }
         let users: Vec<&OwnedUserId> = recipients.iter().map(|(u, _)| u).collect();
-        let rulesets = self.rulesets(db, &users).await?;
+        let rulesets = self.rulesets(db, &users, &versions.push_rules).await?;
 
         // The sender's power to notify the room, from the state before the
         // event.
@@ -133,9 +159,12 @@ impl PushEvaluator {
 
     /// The rulesets of `users`, in order: cached ones whose version is
     /// current, the others parsed (and cached) again.
-    async fn rulesets(&self, db: &Db, users: &[&OwnedUserId]) -> Result<Vec<Arc<Ruleset>>, DbErr> {
-        let ids: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
-        let versions = push_actions::push_rules_versions(db, &ids).await?;
+    async fn rulesets(
+        &self,
+        db: &Db,
+        users: &[&OwnedUserId],
+        versions: &HashMap<String, i64>,
+    ) -> Result<Vec<Arc<Ruleset>>, DbErr> {
         let mut out = Vec::with_capacity(users.len());
         for user in users {
             let version = versions.get(user.as_str()).copied();
@@ -170,6 +199,39 @@ impl PushEvaluator {
             out.push(rules);
         }
         Ok(out)
+    }
+
+    /// The users `user` ignores, as of `version` (the `stream_position` of
+    /// their `m.ignored_user_list`): cached, or read and cached again.
+    async fn ignore_list(
+        &self,
+        db: &Db,
+        user: &OwnedUserId,
+        version: i64,
+    ) -> Result<Arc<HashSet<String>>, DbErr> {
+        let cached = {
+            let cache = self
+                .ignore_lists
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            cache
+                .get(user)
+                .filter(|(v, _)| *v == version)
+                .map(|(_, list)| list.clone())
+        };
+        if let Some(list) = cached {
+            return Ok(list);
+        }
+        let list = Arc::new(crate::ignored_users::of(db, user.as_str()).await?);
+        let mut cache = self
+            .ignore_lists
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_RULESETS {
+            cache.clear();
+        }
+        cache.insert(user.clone(), (version, list.clone()));
+        Ok(list)
     }
 
     /// Users whose rulesets are cached (for tests).
@@ -207,12 +269,18 @@ mod tests {
         // Bob has stored rules, Alice has none (the defaults apply).
         push_rules::get(&db, &bob).await.expect("rules");
         let evaluator = PushEvaluator::new();
+        let versions = || async {
+            push_actions::member_versions(&db, &[alice.as_str(), bob.as_str()])
+                .await
+                .expect("versions")
+                .push_rules
+        };
         let first = evaluator
-            .rulesets(&db, &[&alice, &bob])
+            .rulesets(&db, &[&alice, &bob], &versions().await)
             .await
             .expect("rules");
         let again = evaluator
-            .rulesets(&db, &[&alice, &bob])
+            .rulesets(&db, &[&alice, &bob], &versions().await)
             .await
             .expect("rules");
         assert_eq!(evaluator.cached_rulesets(), 2);
@@ -231,7 +299,7 @@ mod tests {
         .await
         .expect("update");
         let changed = evaluator
-            .rulesets(&db, &[&alice, &bob])
+            .rulesets(&db, &[&alice, &bob], &versions().await)
             .await
             .expect("rules");
         assert!(Arc::ptr_eq(&first[0], &changed[0]));

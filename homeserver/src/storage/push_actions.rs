@@ -172,21 +172,40 @@ pub async fn joined_members(db: &Db, room_id: &str) -> Result<Vec<(String, Strin
     .collect()
 }
 
-/// The account data stream position of the stored `m.push_rules` of each
-/// of `users` that has them: what the parsed push rules cache is keyed
-/// by. Reads `account_data` (owned by its module) with one query.
-pub async fn push_rules_versions(db: &Db, users: &[&str]) -> Result<HashMap<String, i64>, DbErr> {
-    let mut out = HashMap::with_capacity(users.len());
+/// The account data stream positions of what push evaluation reads per
+/// member: `m.push_rules` and `m.ignored_user_list`.
+#[derive(Debug, Default)]
+pub struct MemberVersions {
+    pub push_rules: HashMap<String, i64>,
+    pub ignored_users: HashMap<String, i64>,
+}
+
+/// The account data stream position of the stored `m.push_rules` and
+/// `m.ignored_user_list` of each of `users` that has them: what the parsed
+/// push rules and ignore lists are cached by. Reads `account_data` (owned
+/// by its module) with one query.
+pub async fn member_versions(db: &Db, users: &[&str]) -> Result<MemberVersions, DbErr> {
+    let mut out = MemberVersions::default();
     for chunk in users.chunks(IN_CHUNK) {
-        let mut values: Vec<sea_orm::Value> = vec!["".into(), super::push_rules::EVENT_TYPE.into()];
+        let mut values: Vec<sea_orm::Value> = vec![
+            "".into(),
+            super::push_rules::EVENT_TYPE.into(),
+            crate::ignored_users::EVENT_TYPE.into(),
+        ];
         values.extend(chunk.iter().map(|u| (*u).into()));
         let sql = format!(
-            "SELECT user_id, stream_position FROM account_data \
-             WHERE room_id = $1 AND type = $2 AND user_id IN ({})",
-            in_list(3, chunk.len())
+            "SELECT user_id, type, stream_position FROM account_data \
+             WHERE room_id = $1 AND type IN ($2, $3) AND user_id IN ({})",
+            in_list(4, chunk.len())
         );
         for row in db.query_all(&sql, values).await? {
-            out.insert(
+            let event_type: String = row.try_get("", "type")?;
+            let map = if event_type == super::push_rules::EVENT_TYPE {
+                &mut out.push_rules
+            } else {
+                &mut out.ignored_users
+            };
+            map.insert(
                 row.try_get("", "user_id")?,
                 row.try_get("", "stream_position")?,
             );

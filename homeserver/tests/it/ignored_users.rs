@@ -110,6 +110,12 @@ async fn ignoring_a_user(backend: Backend) {
         ],
         "{incremental}"
     );
+    // His message does not count as unread for her (his earlier one and
+    // Carol's do; the topic notifies no one).
+    assert_eq!(
+        incremental["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 2,
+        "{incremental}"
+    );
     // The ignore list itself reached her account data.
     assert!(
         incremental["account_data"]["events"]
@@ -212,6 +218,10 @@ async fn ignoring_a_user(backend: Backend) {
     assert_eq!(
         timeline(&again, &room),
         [(bob_id.clone(), "m.room.message".to_owned())],
+        "{again}"
+    );
+    assert_eq!(
+        again["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 3,
         "{again}"
     );
     // Missed events are not sent late; a fresh sync has his invite again.
