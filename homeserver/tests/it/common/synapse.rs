@@ -78,33 +78,55 @@ impl Synapse {
     pub async fn start(venv: &Path, fed: &Federation) -> Self {
         let dir = fed.dir().join("synapse");
         std::fs::create_dir_all(&dir).expect("synapse dir");
-        let client_port = free_port();
-        let federation_port = free_port();
-        let name = format!("127.0.0.1:{federation_port}");
         let (cert, key) = fed.ca.issue("127.0.0.1", 2);
         std::fs::write(dir.join("tls.crt"), cert).expect("write cert");
         std::fs::write(dir.join("tls.key"), key).expect("write key");
         let signing = myelin_proto::signing::KeyPair::generate().expect("signing key");
         std::fs::write(dir.join("signing.key"), signing.to_line() + "\n").expect("signing key");
-        std::fs::write(
-            dir.join("homeserver.yaml"),
-            config(&dir, &name, client_port, fed),
-        )
-        .expect("write config");
         std::fs::write(dir.join("log.yaml"), log_config(&dir)).expect("write log config");
-        let mut synapse = Self {
-            child: None,
-            venv: venv.to_owned(),
-            name,
-            client_port,
-            federation_port,
-            dir,
-        };
-        synapse.launch().await;
-        synapse
+        // The ports are free when picked, but only Synapse's once it binds them, after
+        // seconds of start-up: a server another story starts meanwhile can take one first.
+        // Synapse then exits at once, and starts again on other ports (and a new database,
+        // since its server name names the port).
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            for file in [
+                "homeserver.db",
+                "homeserver.db-wal",
+                "homeserver.db-shm",
+                "homeserver.log",
+                "stdout.log",
+            ] {
+                std::fs::remove_file(dir.join(file)).ok();
+            }
+            let client_port = free_port();
+            let federation_port = free_port();
+            let name = format!("127.0.0.1:{federation_port}");
+            std::fs::write(
+                dir.join("homeserver.yaml"),
+                config(&dir, &name, client_port, fed),
+            )
+            .expect("write config");
+            let mut synapse = Self {
+                child: None,
+                venv: venv.to_owned(),
+                name,
+                client_port,
+                federation_port,
+                dir: dir.clone(),
+            };
+            match synapse.launch().await {
+                Ok(()) => return synapse,
+                Err(log) if attempt < ATTEMPTS && log.contains("Address already in use") => {}
+                Err(log) => panic!("synapse exited on start:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
-    async fn launch(&mut self) {
+    /// Starts Synapse and waits until it serves the client API; `Err` with the tail of
+    /// its log if it exits first.
+    async fn launch(&mut self) -> Result<(), String> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -120,7 +142,7 @@ impl Synapse {
             .spawn()
             .expect("start synapse");
         self.child = Some(child);
-        self.wait_ready().await;
+        self.wait_ready().await
     }
 
     /// Kills Synapse (SIGKILL: no goodbye to anyone).
@@ -134,25 +156,25 @@ impl Synapse {
     /// Starts Synapse again on the same data and ports (after [`Synapse::kill`]).
     pub async fn restart(&mut self) {
         self.kill();
-        self.launch().await;
+        if let Err(log) = self.launch().await {
+            panic!("synapse exited on restart:\n{log}");
+        }
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let client = self.client();
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
-                    "synapse exited with {status} on start:\n{}",
-                    self.log_tail()
-                );
+                self.child = None;
+                return Err(format!("exit status {status}\n{}", self.log_tail()));
             }
             if let Ok(resp) = reqwest::get(client.base.clone() + "/_matrix/client/versions").await
                 && resp.status() == reqwest::StatusCode::OK
             {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
