@@ -102,6 +102,14 @@ impl Syncer {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// Syncs until `room`'s timeline shows the message with `body`, and returns it.
+    async fn until_message(&mut self, room: &str, body: &str, logs: &dyn Fn() -> String) -> Value {
+        self.until(&format!("the message {body:?}"), logs, |r| {
+            message(r, room, body).cloned()
+        })
+        .await
+    }
 }
 
 /// The timeline events of `room` in a sync response.
@@ -424,17 +432,13 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
     // Messages both ways.
     let from_sam = send_text(&sam, &room, "s1", "hello from synapse").await;
     let seen = mia_sync
-        .until("Sam's message on Myelin", &logs, |r| {
-            message(r, &room, "hello from synapse").cloned()
-        })
+        .until_message(&room, "hello from synapse", &logs)
         .await;
     assert_eq!(seen["event_id"], from_sam.as_str());
     assert_eq!(seen["sender"], sam_id.as_str());
     let from_mia = send_text(&mia, &room, "m1", "hello from myelin").await;
     let seen = sam_sync
-        .until("Mia's message on Synapse", &logs, |r| {
-            message(r, &room, "hello from myelin").cloned()
-        })
+        .until_message(&room, "hello from myelin", &logs)
         .await;
     assert_eq!(seen["event_id"], from_mia.as_str());
     assert_eq!(seen["sender"], mia_id.as_str());
@@ -519,14 +523,10 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
     send_text(&mia, &room, "m2", "after the fork (myelin)").await;
     send_text(&sam, &room, "s2", "after the fork (synapse)").await;
     sam_sync
-        .until("Mia's post-fork message on Synapse", &logs, |r| {
-            message(r, &room, "after the fork (myelin)").map(|_| ())
-        })
+        .until_message(&room, "after the fork (myelin)", &logs)
         .await;
     mia_sync
-        .until("Sam's post-fork message on Myelin", &logs, |r| {
-            message(r, &room, "after the fork (synapse)").map(|_| ())
-        })
+        .until_message(&room, "after the fork (synapse)", &logs)
         .await;
     let merged = agreed_state(&mia, &sam, &room, &logs, |_| true).await;
     assert_eq!(merged, agreed);
@@ -548,9 +548,7 @@ async fn myelin_user_joins_synapse_room(backend: Backend) {
     assert!(status == 200 || status == 403, "{status} renaming: {resp}");
     send_text(&sam, &room, "s3", "after the demotion").await;
     mia_sync
-        .until("Sam's post-demotion message on Myelin", &logs, |r| {
-            message(r, &room, "after the demotion").map(|_| ())
-        })
+        .until_message(&room, "after the demotion", &logs)
         .await;
     let resolved = agreed_state(&mia, &sam, &room, &logs, |s| {
         s.get(&("m.room.power_levels".into(), String::new()))
@@ -741,16 +739,12 @@ async fn synapse_user_joins_myelin_room(backend: Backend) {
     // Messages both ways.
     let from_mia = send_text(&mia, &room, "m1", "welcome to myelin").await;
     let seen = sam_sync
-        .until("Mia's message on Synapse", &logs, |r| {
-            message(r, &room, "welcome to myelin").cloned()
-        })
+        .until_message(&room, "welcome to myelin", &logs)
         .await;
     assert_eq!(seen["event_id"], from_mia.as_str());
     let from_sam = send_text(&sam, &room, "s1", "thanks from synapse").await;
     let seen = mia_sync
-        .until("Sam's message on Myelin", &logs, |r| {
-            message(r, &room, "thanks from synapse").cloned()
-        })
+        .until_message(&room, "thanks from synapse", &logs)
         .await;
     assert_eq!(seen["event_id"], from_sam.as_str());
     assert_eq!(seen["sender"], sam_id.as_str());
@@ -1227,13 +1221,9 @@ async fn older_room_versions(backend: Backend) {
             let from_sam = format!("v{version} from sam in {room}");
             send_text(&mia, &room, &format!("m{version}{}", room.len()), &from_mia).await;
             send_text(&sam, &room, &format!("s{version}{}", room.len()), &from_sam).await;
-            let seen = sam_sync
-                .until(&from_mia, &logs, |r| message(r, &room, &from_mia).cloned())
-                .await;
+            let seen = sam_sync.until_message(&room, &from_mia, &logs).await;
             assert_eq!(seen["sender"], mia_id.as_str());
-            let seen = mia_sync
-                .until(&from_sam, &logs, |r| message(r, &room, &from_sam).cloned())
-                .await;
+            let seen = mia_sync.until_message(&room, &from_sam, &logs).await;
             assert_eq!(seen["sender"], sam_id.as_str());
         }
     }
@@ -1475,14 +1465,10 @@ async fn server_acl_and_state_redaction_both_ways(backend: Backend) {
     let mut mia_sync = Syncer::new(mia.clone());
     let mut sam_sync = Syncer::new(sam.clone());
     mia_sync
-        .until("Sam's message after the ACL", &logs, |r| {
-            message(r, &room, "still allowed (synapse)").map(|_| ())
-        })
+        .until_message(&room, "still allowed (synapse)", &logs)
         .await;
     sam_sync
-        .until("Mia's message after the ACL", &logs, |r| {
-            message(r, &room, "still allowed (myelin)").map(|_| ())
-        })
+        .until_message(&room, "still allowed (myelin)", &logs)
         .await;
 
     // Sam sets the topic and Mia redacts it; Mia names the room and Sam redacts the name.
@@ -1551,9 +1537,7 @@ async fn synapse_catches_up_myelin(backend: Backend) {
     let mut mia_sync = Syncer::new(mia.clone());
     send_text(&sam, &room, "s0", "before the outage").await;
     mia_sync
-        .until("Sam's message before the outage", &logs, |r| {
-            message(r, &room, "before the outage").map(|_| ())
-        })
+        .until_message(&room, "before the outage", &logs)
         .await;
 
     fed.servers[0].server.kill();
