@@ -37,23 +37,58 @@ use crate::rooms::pipeline::stored_pdu;
 use crate::storage::push_actions::{self, PushAction};
 use crate::storage::{self, Db, push_rules};
 
-/// Most users whose parsed rulesets are cached; past it the cache starts
-/// over (a ruleset is rebuilt from one row, so a miss is cheap).
+/// Most users whose parsed rulesets (or ignore lists) are cached.
 const MAX_CACHED_RULESETS: usize = 50_000;
 
-/// A parsed ruleset with the `stream_position` of the `m.push_rules` it
-/// was parsed from (`None`: the user has none stored, the defaults apply).
-type CachedRuleset = (Option<i64>, Arc<Ruleset>);
+/// Parsed account data per user, each with the `stream_position` of the
+/// account data it was parsed from: an entry serves only while that
+/// version is current. Past [`MAX_CACHED_RULESETS`] users it starts over
+/// (an entry is rebuilt from one row, so a miss is cheap).
+struct ByVersion<V, T> {
+    entries: Mutex<HashMap<OwnedUserId, (V, Arc<T>)>>,
+}
 
-/// A user's parsed ignore list with the `stream_position` of the
-/// `m.ignored_user_list` it was parsed from.
-type CachedIgnoreList = (i64, Arc<HashSet<String>>);
+impl<V: PartialEq, T> Default for ByVersion<V, T> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V: PartialEq, T> ByVersion<V, T> {
+    fn get(&self, user: &OwnedUserId, version: &V) -> Option<Arc<T>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(user)
+            .filter(|(v, _)| v == version)
+            .map(|(_, value)| value.clone())
+    }
+
+    fn put(&self, user: &OwnedUserId, version: V, value: Arc<T>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_CACHED_RULESETS {
+            entries.clear();
+        }
+        entries.insert(user.clone(), (version, value));
+    }
+
+    fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
 
 /// The push rules cache and the evaluation of new events.
 #[derive(Default)]
 pub struct PushEvaluator {
-    rulesets: Mutex<HashMap<OwnedUserId, CachedRuleset>>,
-    ignore_lists: Mutex<HashMap<OwnedUserId, CachedIgnoreList>>,
+    /// By the version of `m.push_rules` (`None`: the user has none stored,
+    /// the defaults apply).
+    rulesets: ByVersion<Option<i64>, Ruleset>,
+    /// By the version of `m.ignored_user_list`.
+    ignore_lists: ByVersion<i64, HashSet<String>>,
 }
 
 impl PushEvaluator {
@@ -168,14 +203,7 @@ impl PushEvaluator {
         let mut out = Vec::with_capacity(users.len());
         for user in users {
             let version = versions.get(user.as_str()).copied();
-            let cached = {
-                let cache = self.rulesets.lock().unwrap_or_else(PoisonError::into_inner);
-                cache
-                    .get(*user)
-                    .filter(|(v, _)| *v == version)
-                    .map(|(_, rules)| rules.clone())
-            };
-            let rules = match cached {
+            let rules = match self.rulesets.get(user, &version) {
                 Some(rules) => rules,
                 None => {
                     let rules = Arc::new(match version {
@@ -188,11 +216,7 @@ impl PushEvaluator {
                         }),
                         None => Ruleset::server_default(user),
                     });
-                    let mut cache = self.rulesets.lock().unwrap_or_else(PoisonError::into_inner);
-                    if cache.len() >= MAX_CACHED_RULESETS {
-                        cache.clear();
-                    }
-                    cache.insert((*user).clone(), (version, rules.clone()));
+                    self.rulesets.put(user, version, rules.clone());
                     rules
                 }
             };
@@ -209,37 +233,17 @@ impl PushEvaluator {
         user: &OwnedUserId,
         version: i64,
     ) -> Result<Arc<HashSet<String>>, DbErr> {
-        let cached = {
-            let cache = self
-                .ignore_lists
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            cache
-                .get(user)
-                .filter(|(v, _)| *v == version)
-                .map(|(_, list)| list.clone())
-        };
-        if let Some(list) = cached {
+        if let Some(list) = self.ignore_lists.get(user, &version) {
             return Ok(list);
         }
         let list = Arc::new(crate::ignored_users::of(db, user.as_str()).await?);
-        let mut cache = self
-            .ignore_lists
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED_RULESETS {
-            cache.clear();
-        }
-        cache.insert(user.clone(), (version, list.clone()));
+        self.ignore_lists.put(user, version, list.clone());
         Ok(list)
     }
 
     /// Users whose rulesets are cached (for tests).
     pub fn cached_rulesets(&self) -> usize {
-        self.rulesets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.rulesets.len()
     }
 }
 
