@@ -18,6 +18,7 @@ mod m0011_federation_txns;
 mod m0012_federation_outbox;
 mod m0013_device_list_outbound;
 mod m0014_remote_device_lists;
+mod m0015_unread_counts;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_federation_outbox::Migration),
             Box::new(m0013_device_list_outbound::Migration),
             Box::new(m0014_remote_device_lists::Migration),
+            Box::new(m0015_unread_counts::Migration),
         ]
     }
 }

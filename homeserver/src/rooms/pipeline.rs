@@ -416,7 +416,7 @@ impl<'a> RoomGuard<'a> {
         events::insert_edges(&tx, event_nid, &prev_events, &auth_events).await?;
         if let (true, Some(stream)) = (timeline, stream) {
             storage::push_actions::insert(&tx, room_id, stream, &push_actions).await?;
-            storage::push_actions::on_membership(&tx, room_id, pdu).await?;
+            storage::push_actions::on_membership(&tx, room_id, stream, pdu).await?;
         }
         let mut state_after = write.state_before;
         if let Some((key_nid, mut snap)) = write.own_state {

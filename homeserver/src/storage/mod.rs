@@ -56,7 +56,9 @@ impl Db {
             .min_connections(1)
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(30))
-            .sqlx_logging(false)
+            // Every statement with its time, at `sqlx::query=info`: for
+            // finding what a request costs, never on by default.
+            .sqlx_logging(std::env::var_os("MYELIN_SQL_LOG").is_some())
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)

@@ -1,13 +1,17 @@
 //! Owner of `event_push_actions`: per-user push actions of room events,
 //! what the unread counts of sync are counted from (Synapse's table of the
-//! same name).
+//! same name), and of `push_unread_counts`, their running totals per user
+//! and room, which sync reads (counting the rows made each sync cost as
+//! much as the user's unread backlog).
 //!
 //! The event pipeline writes one row per local member whose push rules
 //! make an event notify or highlight, in the event's own transaction, so
 //! the counts of a sync never disagree with its timeline. A row is only
 //! useful while it is after the member's read receipt: moving the receipt
 //! forward deletes the rows it covers ([`prune_read`]), which keeps the
-//! table proportional to what is actually unread.
+//! table proportional to what is actually unread, and makes the totals
+//! the count of the rows stored: adding rows adds to them, deleting rows
+//! counts the rest again.
 //!
 //! The counts are of the whole room after the user's latest unthreaded or
 //! `main` read receipt (`m.read` or `m.read.private`, whichever is later);
@@ -62,10 +66,29 @@ pub async fn insert(
             values.push(a.notify.into());
             values.push(a.highlight.into());
         }
+        // An event is written once, at a stream position of its own: the
+        // rows are new, and the totals grow by exactly them.
         let sql = format!(
             "INSERT INTO event_push_actions \
-             (user_id, room_id, stream_ordering, notify, highlight) VALUES {} \
-             ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
+             (user_id, room_id, stream_ordering, notify, highlight) VALUES {}",
+            rows.join(", ")
+        );
+        tx.execute(&sql, values).await?;
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4);
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (i, a) in chunk.iter().enumerate() {
+            rows.push(format!("({})", in_list(1 + 4 * i, 4)));
+            values.push(a.user_id.as_str().into());
+            values.push(room_id.into());
+            values.push(i64::from(a.notify).into());
+            values.push(i64::from(a.highlight).into());
+        }
+        let sql = format!(
+            "INSERT INTO push_unread_counts \
+             (user_id, room_id, notify_count, highlight_count) VALUES {} \
+             ON CONFLICT (user_id, room_id) DO UPDATE SET \
+             notify_count = push_unread_counts.notify_count + excluded.notify_count, \
+             highlight_count = push_unread_counts.highlight_count + excluded.highlight_count",
             rows.join(", ")
         );
         tx.execute(&sql, values).await?;
@@ -73,20 +96,73 @@ pub async fn insert(
     Ok(())
 }
 
-/// Forgets the push actions of a member who leaves (or is kicked or
-/// banned from) a room, in the member event's transaction: sync shows no
-/// unread counts for rooms one is not in, and a rejoin counts from the
-/// join.
-pub async fn on_membership(tx: &Tx, room_id: &str, pdu: &myelin_proto::Pdu) -> Result<(), DbErr> {
+/// Sets a member's totals in a room to the count of their stored rows,
+/// after some were deleted.
+async fn recount(tx: &Tx, user_id: &str, room_id: &str) -> Result<(), DbErr> {
+    tx.execute(
+        "UPDATE push_unread_counts SET \
+         notify_count = (SELECT COUNT(*) FROM event_push_actions p \
+           WHERE p.user_id = $1 AND p.room_id = $2 AND p.notify), \
+         highlight_count = (SELECT COUNT(*) FROM event_push_actions p \
+           WHERE p.user_id = $1 AND p.room_id = $2 AND p.highlight) \
+         WHERE user_id = $1 AND room_id = $2",
+        [user_id.into(), room_id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Keeps a member's push actions in step with their membership, in the
+/// member event's transaction (at stream position `stream`):
+/// - a member who leaves (or is kicked or banned) has none: sync shows no
+///   unread counts for rooms one is not in, and a rejoin counts from the
+///   join;
+/// - without a read receipt, counts start after the member's latest
+///   membership event (as Synapse's do), so a join, or a change of
+///   profile, drops the rows before it.
+pub async fn on_membership(
+    tx: &Tx,
+    room_id: &str,
+    stream: i64,
+    pdu: &myelin_proto::Pdu,
+) -> Result<(), DbErr> {
     let (Some(membership), Some(user_id)) = (pdu.membership(), pdu.state_key()) else {
         return Ok(());
     };
-    if matches!(membership, "leave" | "ban") {
-        tx.execute(
-            "DELETE FROM event_push_actions WHERE user_id = $1 AND room_id = $2",
-            [user_id.into(), room_id.into()],
-        )
-        .await?;
+    match membership {
+        "leave" | "ban" => {
+            for table in ["event_push_actions", "push_unread_counts"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE user_id = $1 AND room_id = $2"),
+                    [user_id.into(), room_id.into()],
+                )
+                .await?;
+            }
+        }
+        "join" => {
+            let dropped = tx
+                .execute(
+                    "DELETE FROM event_push_actions \
+                     WHERE user_id = $1 AND room_id = $2 AND stream_ordering <= $3 \
+                     AND NOT EXISTS (SELECT 1 FROM receipts r \
+                       WHERE r.room_id = $2 AND r.user_id = $1 \
+                       AND r.receipt_type IN ($4, $5) AND r.thread_id IN ($6, $7))",
+                    [
+                        user_id.into(),
+                        room_id.into(),
+                        stream.into(),
+                        READ.into(),
+                        READ_PRIVATE.into(),
+                        UNTHREADED.into(),
+                        MAIN_THREAD.into(),
+                    ],
+                )
+                .await?;
+            if dropped > 0 {
+                recount(tx, user_id, room_id).await?;
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -94,12 +170,16 @@ pub async fn on_membership(tx: &Tx, room_id: &str, pdu: &myelin_proto::Pdu) -> R
 /// Deletes the push actions of a user in a room up to and including
 /// `up_to` (a read receipt moved there: they can never count again).
 pub async fn prune_read(tx: &Tx, user_id: &str, room_id: &str, up_to: i64) -> Result<(), DbErr> {
-    tx.execute(
-        "DELETE FROM event_push_actions \
-         WHERE user_id = $1 AND room_id = $2 AND stream_ordering <= $3",
-        [user_id.into(), room_id.into(), up_to.into()],
-    )
-    .await?;
+    let dropped = tx
+        .execute(
+            "DELETE FROM event_push_actions \
+             WHERE user_id = $1 AND room_id = $2 AND stream_ordering <= $3",
+            [user_id.into(), room_id.into(), up_to.into()],
+        )
+        .await?;
+    if dropped > 0 {
+        recount(tx, user_id, room_id).await?;
+    }
     Ok(())
 }
 
@@ -115,29 +195,12 @@ pub async fn unread_counts(
 ) -> Result<HashMap<String, UnreadCounts>, DbErr> {
     let mut out = HashMap::new();
     for chunk in rooms.chunks(IN_CHUNK) {
-        let mut values: Vec<sea_orm::Value> = vec![
-            user_id.into(),
-            READ.into(),
-            READ_PRIVATE.into(),
-            UNTHREADED.into(),
-            MAIN_THREAD.into(),
-        ];
+        let mut values: Vec<sea_orm::Value> = vec![user_id.into()];
         values.extend(chunk.iter().map(|r| (*r).into()));
         let sql = format!(
-            "SELECT p.room_id, \
-             SUM(CASE WHEN p.notify THEN 1 ELSE 0 END) AS notify_count, \
-             SUM(CASE WHEN p.highlight THEN 1 ELSE 0 END) AS highlight_count \
-             FROM event_push_actions p \
-             WHERE p.user_id = $1 AND p.room_id IN ({}) \
-             AND p.stream_ordering > COALESCE( \
-               (SELECT MAX(r.event_stream_ordering) FROM receipts r \
-                WHERE r.room_id = p.room_id AND r.user_id = p.user_id \
-                AND r.receipt_type IN ($2, $3) AND r.thread_id IN ($4, $5)), \
-               (SELECT m.stream_ordering FROM room_memberships m \
-                WHERE m.room_id = p.room_id AND m.user_id = p.user_id), \
-               0) \
-             GROUP BY p.room_id",
-            in_list(6, chunk.len())
+            "SELECT room_id, notify_count, highlight_count FROM push_unread_counts \
+             WHERE user_id = $1 AND room_id IN ({})",
+            in_list(2, chunk.len())
         );
         for row in db.query_all(&sql, values).await? {
             let room_id: String = row.try_get("", "room_id")?;
