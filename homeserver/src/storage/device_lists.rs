@@ -105,18 +105,24 @@ pub async fn changes_for_sync(
     since: Positions,
     until: Positions,
 ) -> Result<(Vec<String>, Vec<String>), DbErr> {
-    let sharing = users_sharing_a_room(db, user_id).await?;
-    let mut changed: BTreeSet<String> =
+    // Each read is skipped when its stream did not move (the common case
+    // of a long-poll woken by a message), and the users sharing a room are
+    // read only when there is a candidate to check against them.
+    let mut changed: BTreeSet<String> = if since.device_lists < until.device_lists {
         changed_in_range(db, since.device_lists, until.device_lists)
             .await?
-            .intersection(&sharing)
-            .cloned()
-            .collect();
+            .into_iter()
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
 
     // Membership changes in the timeline range in rooms the user is in now
     // or was in at the start of the range (its own row changed in range).
-    let rows = db
-        .query_all(
+    let rows = if since.timeline >= until.timeline {
+        Vec::new()
+    } else {
+        db.query_all(
             "SELECT o.user_id, o.membership AS theirs, me.membership AS mine, \
              me.stream_ordering AS my_ordering, o.stream_ordering AS their_ordering \
              FROM room_memberships me JOIN room_memberships o ON o.room_id = me.room_id \
@@ -126,7 +132,8 @@ pub async fn changes_for_sync(
                   OR (me.stream_ordering > $2 AND me.stream_ordering <= $3))",
             [user_id.into(), since.timeline.into(), until.timeline.into()],
         )
-        .await?;
+        .await?
+    };
     let in_range = |p: i64| p > since.timeline && p <= until.timeline;
     let mut maybe_left = BTreeSet::new();
     for r in &rows {
@@ -145,6 +152,10 @@ pub async fn changes_for_sync(
             maybe_left.insert(other);
         }
     }
+    if changed.is_empty() && maybe_left.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let sharing = users_sharing_a_room(db, user_id).await?;
     let left: Vec<String> = maybe_left
         .into_iter()
         .filter(|u| !sharing.contains(u))

@@ -93,29 +93,52 @@ pub async fn sync_events(
                 .filter_map(|m| <&RoomId>::try_from(m.room_id.as_str()).ok());
             state.notifier().listen(&auth.user_id, joined)
         });
-        let started = std::time::Instant::now();
         let now = sync::current_token(&state).await?;
-        let resp = sync::compute(&state, &params, rows, now).await?;
-        let kind = if params.since.is_none() {
-            "initial"
-        } else {
-            "incremental"
-        };
-        state
-            .metrics()
-            .sync_compute_seconds
-            .with_label_values(&[kind])
-            .observe(started.elapsed().as_secs_f64());
         let Some(listener) = listener else {
-            return Ok(RumaResponse(resp));
+            return Ok(RumaResponse(compute(&state, &params, rows, now).await?));
         };
-        if !sync::is_empty(&resp) {
-            return Ok(RumaResponse(resp));
+        // No stream moved since the token: the response would be empty
+        // (every change moves a stream), so wait without computing it. A
+        // client long-polling a busy server finds itself here after most
+        // responses.
+        if params.since != Some(now) {
+            let resp = compute(&state, &params, rows, now).await?;
+            if !sync::is_empty(&resp) {
+                return Ok(RumaResponse(resp));
+            }
         }
         waiting.get_or_insert_with(|| Waiting::new(&state.metrics().sync_waiting));
         match tokio::time::timeout_at(deadline, listener.woken()).await {
             Ok(()) => state.metrics().sync_woken.inc(),
-            Err(_) => return Ok(RumaResponse(resp)),
+            Err(_) => {
+                // The empty answer still carries what every response does
+                // (key counts, the next token).
+                let rows = memberships::all_of_user(db, auth.user_id.as_str()).await?;
+                let now = sync::current_token(&state).await?;
+                return Ok(RumaResponse(compute(&state, &params, rows, now).await?));
+            }
         }
     }
+}
+
+/// Computes one response, timing it in `sync_compute_seconds`.
+async fn compute(
+    state: &AppState,
+    params: &SyncParams<'_>,
+    rows: Vec<memberships::MembershipRow>,
+    now: SyncToken,
+) -> Result<sync_events::Response, ApiError> {
+    let started = std::time::Instant::now();
+    let resp = sync::compute(state, params, rows, now).await?;
+    let kind = if params.since.is_none() {
+        "initial"
+    } else {
+        "incremental"
+    };
+    state
+        .metrics()
+        .sync_compute_seconds
+        .with_label_values(&[kind])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(resp)
 }
