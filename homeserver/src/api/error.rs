@@ -13,7 +13,7 @@ use ruma::api::error::{
     UnknownTokenErrorData,
 };
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiError {
     Matrix {
         status: StatusCode,

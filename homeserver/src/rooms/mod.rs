@@ -5,7 +5,9 @@
 //! parallel), the event is built on the room's current state and forward
 //! extremities, authorised by the room version's auth rules, signed, and
 //! stored with everything it changes in one database transaction. A
-//! successful return means the event is durable.
+//! successful return means the event is durable. Clients' messages to a
+//! busy room are built and stored in batches that share one commit
+//! ([`message_batch`]).
 //!
 //! After each commit the [`Notifier`] wakes long-polling `/sync` requests
 //! of the room's members and, for member events, of the user whose
@@ -16,6 +18,7 @@ pub mod format;
 pub mod hosts;
 pub mod ingest;
 pub mod membership;
+pub mod message_batch;
 pub mod pipeline;
 pub mod profile;
 pub mod stream;
@@ -40,6 +43,7 @@ pub struct RoomService {
     streams: OnceCell<StreamPositions>,
     notifier: Notifier,
     hosts: hosts::RoomHosts,
+    queues: message_batch::Queues,
 }
 
 impl RoomService {
@@ -49,6 +53,7 @@ impl RoomService {
             streams: OnceCell::new(),
             notifier,
             hosts: hosts::RoomHosts::default(),
+            queues: message_batch::Queues::default(),
         }
     }
 

@@ -16,7 +16,7 @@ use super::hosts::RoomHosts;
 use crate::api::error::ApiError;
 use crate::state::AppState;
 use crate::storage::state::NewSnapshot;
-use crate::storage::{self, events, federation_outbox, memberships, rooms, txn_ids};
+use crate::storage::{self, Tx, events, federation_outbox, memberships, rooms, txn_ids};
 
 /// What a client asks to send.
 #[derive(Debug, Clone)]
@@ -165,6 +165,24 @@ impl<'a> RoomGuard<'a> {
         sender: &UserId,
         spec: EventSpec,
     ) -> Result<(Pdu, Option<i64>), ApiError> {
+        let ctx = self
+            .build_context(state, [(sender, &spec)].into_iter())
+            .await?;
+        if spec.event_type == "m.room.redaction" {
+            self.check_redaction(state, ctx.version, sender, &spec, &ctx.auth_state)
+                .await?;
+        }
+        let pdu = ctx.build(state, sender, spec)?;
+        Ok((pdu, ctx.current_snapshot))
+    }
+
+    /// Reads what building events of these senders and specs on the
+    /// room's current state needs.
+    pub(crate) async fn build_context(
+        &self,
+        state: &AppState,
+        specs: impl Iterator<Item = (&UserId, &EventSpec)>,
+    ) -> Result<BuildContext, ApiError> {
         let db = state.db();
         let room_id = self.room_id.as_str();
         let room = rooms::get(db, room_id)
@@ -173,31 +191,24 @@ impl<'a> RoomGuard<'a> {
         let version = room_version(&room.room_version)?;
         let rules = version.rules();
 
-        // The auth events: the current state's events of the selection.
-        let auth_types = auth::auth_types_for_event(
-            rules,
-            &spec.event_type,
-            sender,
-            spec.state_key.as_deref(),
-            &spec.content,
-        );
-        let mut lookup_keys = auth_types.clone();
-        let create_key = ("m.room.create".to_owned(), String::new());
-        if !lookup_keys.contains(&create_key) {
-            lookup_keys.push(create_key);
+        // The current state's events of every selection of auth events.
+        let mut lookup_keys = vec![("m.room.create".to_owned(), String::new())];
+        for (sender, spec) in specs {
+            for key in auth::auth_types_for_event(
+                rules,
+                &spec.event_type,
+                sender,
+                spec.state_key.as_deref(),
+                &spec.content,
+            ) {
+                if !lookup_keys.contains(&key) {
+                    lookup_keys.push(key);
+                }
+            }
         }
         let mut auth_state: HashMap<(String, String), Pdu> = HashMap::new();
         for (t, k, json) in storage::state::current_events_for(db, room_id, &lookup_keys).await? {
             auth_state.insert((t, k), stored_pdu(version, &json)?);
-        }
-        let auth_events: Vec<OwnedEventId> = auth_types
-            .iter()
-            .filter_map(|key| auth_state.get(key).map(|p| p.event_id().to_owned()))
-            .collect();
-
-        if spec.event_type == "m.room.redaction" {
-            self.check_redaction(state, version, sender, &spec, &auth_state)
-                .await?;
         }
 
         let extremities = rooms::forward_extremities(db, room_id).await?;
@@ -213,30 +224,14 @@ impl<'a> RoomGuard<'a> {
             .map(|(id, _)| OwnedEventId::try_from(id))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| corrupt("stored event ID", e))?;
-
-        let mut builder = PduBuilder::new(
-            spec.event_type,
-            spec.state_key.as_deref(),
-            spec.content,
-            sender,
-            Some(&self.room_id),
-        );
-        builder.prev_events = prev_events;
-        builder.auth_events = auth_events;
-        builder.depth = max_depth.saturating_add(1);
-        builder.origin_server_ts = crate::time::now_ms();
-        builder.redacts = spec.redacts;
-        builder.unsigned = spec.unsigned;
-        let pdu = builder
-            .build(version, state.server_name().as_str(), state.signing_key())
-            .map_err(pdu_error)?;
-
-        auth::check(rules, &pdu, |t, k| {
-            auth_state.get(&(t.to_owned(), k.to_owned()))
+        Ok(BuildContext {
+            room_id: self.room_id.clone(),
+            version,
+            auth_state,
+            prev_events,
+            depth: max_depth.saturating_add(1),
+            current_snapshot: room.current_snapshot,
         })
-        .map_err(|e| ApiError::forbidden(e.to_string()))?;
-
-        Ok((pdu, room.current_snapshot))
     }
 
     /// Client-server rule on redactions (the auth rules leave it to the
@@ -337,17 +332,46 @@ impl<'a> RoomGuard<'a> {
         state: &AppState,
         write: EventWrite<'_>,
     ) -> Result<Option<i64>, ApiError> {
+        let mut streams = self.write_all(state, vec![write]).await?;
+        Ok(streams.pop().flatten())
+    }
+
+    /// Stores events in order in one transaction, so they share one commit
+    /// (one disk flush): each as [`Self::write`] stores it. All are stored
+    /// or none. Returns their stream positions.
+    ///
+    /// What each write reads before the transaction (push rule inputs, the
+    /// room's servers) is read for all of them before the first is stored,
+    /// so only the last may change the room's state or membership.
+    pub(crate) async fn write_all(
+        &self,
+        state: &AppState,
+        writes: Vec<EventWrite<'_>>,
+    ) -> Result<Vec<Option<i64>>, ApiError> {
+        let mut prepared = Vec::with_capacity(writes.len());
+        for write in writes {
+            prepared.push(self.prepare(state, write).await?);
+        }
+        let tx = state.db().begin_write().await?;
+        let mut stored = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            stored.push(self.store(state, &tx, p).await?);
+        }
+        tx.commit().await?;
+        Ok(stored.into_iter().map(|s| self.finish(state, s)).collect())
+    }
+
+    /// What an event's write reads before its transaction.
+    async fn prepare<'w>(
+        &self,
+        state: &AppState,
+        write: EventWrite<'w>,
+    ) -> Result<Prepared<'w>, ApiError> {
         let db = state.db();
         let pdu = write.pdu;
-        let event_id = pdu.event_id().as_str();
-        let room_id = pdu.room_id().as_str();
         let json = String::from_utf8(pdu.to_canonical_bytes())
             .map_err(|e| corrupt("canonical JSON is not UTF-8", e))?;
-        let now = crate::time::now_ms();
         let timeline = matches!(write.status, Status::Timeline);
-        let prev_events: Vec<String> = pdu.prev_events().iter().map(ToString::to_string).collect();
-        let auth_events: Vec<String> = pdu.auth_events().iter().map(ToString::to_string).collect();
-
         let push_actions = if timeline {
             state
                 .push()
@@ -356,7 +380,6 @@ impl<'a> RoomGuard<'a> {
         } else {
             Vec::new()
         };
-
         // Our own timeline events go to the other servers in the room: the
         // hosts as they are now, refreshed below if this event changes them.
         let ours = pdu.sender().server_name() == state.server_name();
@@ -365,20 +388,43 @@ impl<'a> RoomGuard<'a> {
         } else {
             None
         };
-
         let reservation = if timeline {
             Some(self.service.streams(db).await?.reserve())
         } else {
             None
         };
+        Ok(Prepared {
+            write,
+            json,
+            push_actions,
+            hosts_before,
+            reservation,
+        })
+    }
+
+    /// Writes one prepared event inside `tx`.
+    async fn store(&self, state: &AppState, tx: &Tx, p: Prepared<'_>) -> Result<Stored, ApiError> {
+        let Prepared {
+            write,
+            json,
+            push_actions,
+            hosts_before,
+            reservation,
+        } = p;
+        let pdu = write.pdu;
+        let event_id = pdu.event_id().as_str();
+        let room_id = pdu.room_id().as_str();
+        let now = crate::time::now_ms();
+        let timeline = matches!(write.status, Status::Timeline);
+        let prev_events: Vec<String> = pdu.prev_events().iter().map(ToString::to_string).collect();
+        let auth_events: Vec<String> = pdu.auth_events().iter().map(ToString::to_string).collect();
         let stream = match write.status {
             Status::Backfilled(position) => Some(position),
             _ => reservation.as_ref().map(|r| r.position),
         };
-        let tx = db.begin_write().await?;
         if let Some(new_room) = &write.new_room {
             rooms::insert(
-                &tx,
+                tx,
                 room_id,
                 pdu.room_version().as_str(),
                 new_room.creator,
@@ -392,7 +438,7 @@ impl<'a> RoomGuard<'a> {
             _ => None,
         };
         let event_nid = events::insert(
-            &tx,
+            tx,
             &events::NewEvent {
                 event_id,
                 stream_ordering: stream,
@@ -413,16 +459,16 @@ impl<'a> RoomGuard<'a> {
             },
         )
         .await?;
-        events::insert_edges(&tx, event_nid, &prev_events, &auth_events).await?;
+        events::insert_edges(tx, event_nid, &prev_events, &auth_events).await?;
         if let (true, Some(stream)) = (timeline, stream) {
-            storage::push_actions::insert(&tx, room_id, stream, &push_actions).await?;
-            storage::push_actions::on_membership(&tx, room_id, stream, pdu).await?;
+            storage::push_actions::insert(tx, room_id, stream, &push_actions).await?;
+            storage::push_actions::on_membership(tx, room_id, stream, pdu).await?;
         }
         let mut state_after = write.state_before;
         if let Some((key_nid, mut snap)) = write.own_state {
             snap.set(key_nid, Some(event_nid));
-            let snapshot_nid = snap.write(&tx, room_id).await?;
-            events::set_state_after(&tx, event_nid, snapshot_nid).await?;
+            let snapshot_nid = snap.write(tx, room_id).await?;
+            events::set_state_after(tx, event_nid, snapshot_nid).await?;
             state_after = Some(snapshot_nid);
         }
         let mut members_changed = Vec::new();
@@ -433,11 +479,11 @@ impl<'a> RoomGuard<'a> {
                     if let Some(key_nid) = own_key {
                         snap.set(key_nid, Some(event_nid));
                     }
-                    Some(snap.write(&tx, room_id).await?)
+                    Some(snap.write(tx, room_id).await?)
                 }
             };
             if let Some(snapshot) = snapshot {
-                rooms::set_current_snapshot(&tx, room_id, snapshot).await?;
+                rooms::set_current_snapshot(tx, room_id, snapshot).await?;
             }
             for change in &update.changes {
                 let (t, k) = (change.event_type.as_str(), change.state_key.as_str());
@@ -452,18 +498,18 @@ impl<'a> RoomGuard<'a> {
                 };
                 match holder {
                     Some((nid, id, membership)) => {
-                        storage::state::set_current(&tx, room_id, t, k, nid, id).await?;
+                        storage::state::set_current(tx, room_id, t, k, nid, id).await?;
                         if t == "m.room.member"
                             && let Some(membership) = membership
                         {
-                            memberships::set(&tx, room_id, k, membership, id, stream).await?;
+                            memberships::set(tx, room_id, k, membership, id, stream).await?;
                             members_changed.push(k.to_owned());
                         }
                     }
                     None => {
-                        storage::state::remove_current(&tx, room_id, t, k).await?;
+                        storage::state::remove_current(tx, room_id, t, k).await?;
                         if t == "m.room.member" {
-                            memberships::remove(&tx, room_id, k).await?;
+                            memberships::remove(tx, room_id, k).await?;
                             members_changed.push(k.to_owned());
                         }
                     }
@@ -471,12 +517,12 @@ impl<'a> RoomGuard<'a> {
             }
         }
         if timeline {
-            rooms::advance_extremities(&tx, room_id, event_id, &prev_events).await?;
+            rooms::advance_extremities(tx, room_id, event_id, &prev_events).await?;
         }
         let fresh_hosts = if members_changed.is_empty() {
             None
         } else {
-            Some(RoomHosts::read_in(&tx, pdu.room_id()).await?)
+            Some(RoomHosts::read_in(tx, pdu.room_id()).await?)
         };
         let destinations = match (&hosts_before, stream) {
             (Some(before), Some(stream)) => {
@@ -485,14 +531,14 @@ impl<'a> RoomGuard<'a> {
                 if let Some(origin) = write.relay_from {
                     destinations.retain(|h| h.as_str() != origin.as_str());
                 }
-                federation_outbox::enqueue(&tx, &destinations, stream, room_id).await?;
+                federation_outbox::enqueue(tx, &destinations, stream, room_id).await?;
                 destinations
             }
             _ => Vec::new(),
         };
         if let Some((user, t)) = write.txn {
             txn_ids::insert(
-                &tx,
+                tx,
                 user.as_str(),
                 t.device_id,
                 t.scope,
@@ -503,18 +549,40 @@ impl<'a> RoomGuard<'a> {
             .await?;
         }
         if let Some((target, redacted)) = &write.redaction {
-            events::apply_redaction(&tx, target, redacted, event_id).await?;
+            events::apply_redaction(tx, target, redacted, event_id).await?;
         }
-        tx.commit().await?;
+        Ok(Stored {
+            room_id: pdu.room_id().to_owned(),
+            timeline,
+            stream,
+            reservation,
+            fresh_hosts,
+            destinations,
+            members_changed,
+        })
+    }
+
+    /// What follows an event's commit: its stream position is released to
+    /// readers, then federation and sync are woken.
+    fn finish(&self, state: &AppState, stored: Stored) -> Option<i64> {
+        let Stored {
+            room_id,
+            timeline,
+            stream,
+            reservation,
+            fresh_hosts,
+            destinations,
+            members_changed,
+        } = stored;
         drop(reservation);
         if fresh_hosts.is_some() {
-            self.service.hosts.installed(pdu.room_id(), fresh_hosts);
+            self.service.hosts.installed(&room_id, fresh_hosts);
         }
         state.federation().sender().wake_all(&destinations);
 
         state.metrics().events_persisted.inc();
         if timeline {
-            self.service.notify(pdu.room_id(), None);
+            self.service.notify(&room_id, None);
             // Members whose membership changed, an invitee or a user the
             // state resolution moved included, may not be in the room yet.
             for user in members_changed {
@@ -523,8 +591,29 @@ impl<'a> RoomGuard<'a> {
                 }
             }
         }
-        Ok(stream)
+        stream
     }
+}
+
+/// An event ready to store: what its write reads before the transaction.
+struct Prepared<'w> {
+    write: EventWrite<'w>,
+    json: String,
+    push_actions: Vec<storage::push_actions::PushAction>,
+    hosts_before: Option<std::sync::Arc<[String]>>,
+    reservation: Option<super::stream::Reservation>,
+}
+
+/// A stored event, for what follows its commit.
+struct Stored {
+    room_id: OwnedRoomId,
+    timeline: bool,
+    stream: Option<i64>,
+    /// Held until the commit, so readers do not read past it before.
+    reservation: Option<super::stream::Reservation>,
+    fresh_hosts: Option<std::sync::Arc<[String]>>,
+    destinations: Vec<String>,
+    members_changed: Vec<String>,
 }
 
 /// The servers one of our events goes to: every other server with a
@@ -568,6 +657,72 @@ pub(crate) async fn redaction_of(
         target.event_id,
         Value::Object(obj).to_canonical_string(),
     )))
+}
+
+/// What events are built on: the room's current state (the auth events
+/// needed), its forward extremities and the depth after them.
+pub(crate) struct BuildContext {
+    room_id: OwnedRoomId,
+    pub version: RoomVersion,
+    auth_state: HashMap<(String, String), Pdu>,
+    prev_events: Vec<OwnedEventId>,
+    depth: i64,
+    /// The room's current state snapshot: the state before the event.
+    pub current_snapshot: Option<i64>,
+}
+
+impl BuildContext {
+    /// Builds, signs and authorises an event of `sender` on the context.
+    pub fn build(
+        &self,
+        state: &AppState,
+        sender: &UserId,
+        spec: EventSpec,
+    ) -> Result<Pdu, ApiError> {
+        let rules = self.version.rules();
+        let auth_events: Vec<OwnedEventId> = auth::auth_types_for_event(
+            rules,
+            &spec.event_type,
+            sender,
+            spec.state_key.as_deref(),
+            &spec.content,
+        )
+        .iter()
+        .filter_map(|key| self.auth_state.get(key).map(|p| p.event_id().to_owned()))
+        .collect();
+        let mut builder = PduBuilder::new(
+            spec.event_type,
+            spec.state_key.as_deref(),
+            spec.content,
+            sender,
+            Some(&self.room_id),
+        );
+        builder.prev_events = self.prev_events.clone();
+        builder.auth_events = auth_events;
+        builder.depth = self.depth;
+        builder.origin_server_ts = crate::time::now_ms();
+        builder.redacts = spec.redacts;
+        builder.unsigned = spec.unsigned;
+        let pdu = builder
+            .build(
+                self.version,
+                state.server_name().as_str(),
+                state.signing_key(),
+            )
+            .map_err(pdu_error)?;
+        auth::check(rules, &pdu, |t, k| {
+            self.auth_state.get(&(t.to_owned(), k.to_owned()))
+        })
+        .map_err(|e| ApiError::forbidden(e.to_string()))?;
+        Ok(pdu)
+    }
+
+    /// Moves the context past `pdu`, a non-state event built on it: the
+    /// next event follows it alone, on the same state.
+    pub fn follow(&mut self, pdu: &Pdu) {
+        self.prev_events = vec![pdu.event_id().to_owned()];
+        self.depth = pdu.depth().saturating_add(1);
+    }
 }
 
 /// How an event is stored.

@@ -42,6 +42,7 @@ mod push_rules;
 mod pushers;
 mod receipts;
 mod register_and_login;
+mod rooms_concurrent_sends;
 mod rooms_create_and_errors;
 mod rooms_durability;
 mod rooms_state_history;

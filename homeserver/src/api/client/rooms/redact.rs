@@ -4,11 +4,11 @@ use axum::extract::State;
 use myelin_proto::canonical_json::{Object, Value};
 use ruma::api::client::redact::redact_event::v3 as redact_event;
 
-use super::send::{previous_txn, require_joined};
+use super::send::{append_with_txn, previous_txn, require_joined};
 use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
-use crate::rooms::{EventSpec, TxnKey};
+use crate::rooms::EventSpec;
 use crate::state::AppState;
 use crate::storage::txn_ids;
 
@@ -35,18 +35,14 @@ pub async fn redact(
     }
     let mut spec = EventSpec::new("m.room.redaction", None, content);
     spec.redacts = Some(req.event_id.clone());
-    let guard = state.rooms().lock(&req.room_id).await;
-    let event_id = guard
-        .append(
-            &state,
-            &auth.user_id,
-            spec,
-            Some(TxnKey {
-                device_id: auth.device_id.as_str(),
-                scope,
-                txn_id: req.txn_id.as_str(),
-            }),
-        )
-        .await?;
+    let event_id = append_with_txn(
+        &state,
+        &auth,
+        &req.room_id,
+        spec,
+        scope,
+        req.txn_id.as_str(),
+    )
+    .await?;
     Ok(RumaResponse(redact_event::Response::new(event_id)))
 }

@@ -9,7 +9,7 @@ use super::strict_object;
 use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
-use crate::rooms::{EventSpec, TxnKey};
+use crate::rooms::{EventSpec, RoomService, TxnKey};
 use crate::state::AppState;
 use crate::storage::txn_ids;
 
@@ -30,6 +30,31 @@ pub(super) async fn previous_txn(
     .await?
     .map(|id| OwnedEventId::try_from(id).map_err(|e| ApiError::internal("stored event ID", e)))
     .transpose()
+}
+
+/// Appends an event of the authenticated user with a transaction ID,
+/// under the room's lock.
+pub(super) async fn append_with_txn(
+    state: &AppState,
+    auth: &Authed,
+    room_id: &ruma::RoomId,
+    spec: EventSpec,
+    scope: txn_ids::Scope<'_>,
+    txn_id: &str,
+) -> Result<OwnedEventId, ApiError> {
+    let guard = state.rooms().lock(room_id).await;
+    guard
+        .append(
+            state,
+            &auth.user_id,
+            spec,
+            Some(TxnKey {
+                device_id: auth.device_id.as_str(),
+                scope,
+                txn_id,
+            }),
+        )
+        .await
 }
 
 /// A 403 unless the authenticated user is joined to `room_id`.
@@ -62,27 +87,34 @@ pub async fn send_message(
     let content = strict_object(req.body.json())?;
     require_joined(&state, &auth, req.room_id.as_str()).await?;
     let mut spec = EventSpec::new(event_type.clone(), None, content);
-    if spec.event_type == "m.room.redaction" {
+    let event_id = if spec.event_type == "m.room.redaction" {
         // v11+ redactions name their target in content.
         spec.redacts = spec
             .content
             .get("redacts")
             .and_then(Value::as_str)
             .and_then(|s| OwnedEventId::try_from(s).ok());
-    }
-    let guard = state.rooms().lock(&req.room_id).await;
-    let event_id = guard
-        .append(
+        append_with_txn(
             &state,
-            &auth.user_id,
+            &auth,
+            &req.room_id,
             spec,
-            Some(TxnKey {
-                device_id: auth.device_id.as_str(),
-                scope,
-                txn_id: req.txn_id.as_str(),
-            }),
+            scope,
+            req.txn_id.as_str(),
         )
-        .await?;
+        .await?
+    } else {
+        // Messages sent to a busy room are stored together.
+        RoomService::send_message(
+            &state,
+            &req.room_id,
+            auth.user_id.clone(),
+            auth.device_id.clone(),
+            req.txn_id.to_string(),
+            spec,
+        )
+        .await?
+    };
     crate::presence::active(&state, &auth.user_id).await;
     Ok(RumaResponse(send_message_event::Response::new(event_id)))
 }
