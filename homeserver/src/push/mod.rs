@@ -81,6 +81,18 @@ impl<V: PartialEq, T> ByVersion<V, T> {
     }
 }
 
+/// What push evaluation reads about a room, for events that do not change
+/// it (see [`PushEvaluator::room_inputs`]).
+pub struct RoomInputs {
+    member_count: usize,
+    /// The joined members of this server, with their display names.
+    local: Vec<(OwnedUserId, Option<String>)>,
+    versions: push_actions::MemberVersions,
+    /// The create and power-level events; not read for a room without
+    /// local members.
+    power: Option<(Option<Pdu>, Option<Pdu>)>,
+}
+
 /// The push rules cache and the evaluation of new events.
 #[derive(Default)]
 pub struct PushEvaluator {
@@ -106,22 +118,82 @@ impl PushEvaluator {
         pdu: &Pdu,
         json: &str,
     ) -> Result<Vec<PushAction>, ApiError> {
+        let room = self.room_inputs(db, server_name, pdu).await?;
+        self.actions_with(db, &room, pdu, json).await
+    }
+
+    /// What evaluating events of `pdu`'s room reads about the room: its
+    /// members, the versions of their rules and ignore lists, and its
+    /// power levels. The same for every event that does not change them,
+    /// so a batch of messages reads it once.
+    pub async fn room_inputs(
+        &self,
+        db: &Db,
+        server_name: &ServerName,
+        pdu: &Pdu,
+    ) -> Result<RoomInputs, ApiError> {
         let room_id = pdu.room_id();
         let members = push_actions::joined_members(db, room_id.as_str()).await?;
         let member_count = members.len();
-        let mut recipients: Vec<(OwnedUserId, Option<String>)> = members
+        let local: Vec<(OwnedUserId, Option<String>)> = members
             .into_iter()
             .filter_map(|(user_id, member_json)| {
                 let user_id = OwnedUserId::try_from(user_id).ok()?;
-                (user_id.server_name() == server_name && user_id.as_str() != pdu.sender().as_str())
+                (user_id.server_name() == server_name)
                     .then(|| (user_id, context::display_name(&member_json)))
             })
             .collect();
+        let mut room = RoomInputs {
+            member_count,
+            local,
+            versions: push_actions::MemberVersions::default(),
+            power: None,
+        };
+        if room.local.is_empty() {
+            return Ok(room);
+        }
+        let ids: Vec<&str> = room.local.iter().map(|(u, _)| u.as_str()).collect();
+        room.versions = push_actions::member_versions(db, &ids).await?;
+        let version = pdu.room_version();
+        let keys = [
+            ("m.room.create".to_owned(), String::new()),
+            ("m.room.power_levels".to_owned(), String::new()),
+        ];
+        let (mut create, mut levels) = (None, None);
+        for (event_type, _, state_json) in
+            storage::state::current_events_for(db, room_id.as_str(), &keys).await?
+        {
+            let parsed = stored_pdu(version, &state_json)?;
+            if event_type == "m.room.create" {
+                create = Some(parsed);
+            } else {
+                levels = Some(parsed);
+            }
+        }
+        room.power = Some((create, levels));
+        Ok(room)
+    }
+
+    /// [`Self::actions_for`] with the room's inputs read already.
+    pub async fn actions_with(
+        &self,
+        db: &Db,
+        room: &RoomInputs,
+        pdu: &Pdu,
+        json: &str,
+    ) -> Result<Vec<PushAction>, ApiError> {
+        let mut recipients: Vec<&(OwnedUserId, Option<String>)> = room
+            .local
+            .iter()
+            .filter(|(u, _)| u.as_str() != pdu.sender().as_str())
+            .collect();
+        let Some((create, levels)) = &room.power else {
+            return Ok(Vec::new());
+        };
         if recipients.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<&str> = recipients.iter().map(|(u, _)| u.as_str()).collect();
-        let versions = push_actions::member_versions(db, &ids).await?;
+        let versions = &room.versions;
         if !versions.ignored_users.is_empty() {
             let mut ignoring = HashSet::new();
             for (user, _) in &recipients {
@@ -143,24 +215,7 @@ impl PushEvaluator {
 
         // The sender's power to notify the room, from the state before the
         // event.
-        let version = pdu.room_version();
-        let keys = [
-            ("m.room.create".to_owned(), String::new()),
-            ("m.room.power_levels".to_owned(), String::new()),
-        ];
-        let mut create = None;
-        let mut levels = None;
-        for (event_type, _, state_json) in
-            storage::state::current_events_for(db, room_id.as_str(), &keys).await?
-        {
-            let parsed = stored_pdu(version, &state_json)?;
-            if event_type == "m.room.create" {
-                create = Some(parsed);
-            } else {
-                levels = Some(parsed);
-            }
-        }
-        let power = PowerLevels::new(version.rules(), create.as_ref(), levels.as_ref());
+        let power = PowerLevels::new(pdu.room_version().rules(), create.as_ref(), levels.as_ref());
         let power_ctx = context::power_levels(
             pdu.sender(),
             power.user_level(pdu.sender()),
@@ -170,14 +225,14 @@ impl PushEvaluator {
         let raw: Raw<serde_json::Value> = Raw::from_json_string(json.to_owned())
             .map_err(|e| ApiError::internal("event JSON unreadable", e))?;
         let event = FlattenedJson::from_raw(&raw);
-        let room_id: OwnedRoomId = room_id.to_owned();
+        let room_id: OwnedRoomId = pdu.room_id().to_owned();
         let mut actions = Vec::new();
         for ((user_id, display_name), ruleset) in recipients.into_iter().zip(rulesets) {
             let ctx = context::room_ctx(
                 room_id.clone(),
-                member_count,
+                room.member_count,
                 user_id.clone(),
-                display_name,
+                display_name.clone(),
                 power_ctx.clone(),
             );
             let outcome = context::evaluate(&ruleset, &event, &ctx).await;

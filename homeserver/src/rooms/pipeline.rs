@@ -340,17 +340,29 @@ impl<'a> RoomGuard<'a> {
     /// (one disk flush): each as [`Self::write`] stores it. All are stored
     /// or none. Returns their stream positions.
     ///
-    /// What each write reads before the transaction (push rule inputs, the
-    /// room's servers) is read for all of them before the first is stored,
-    /// so only the last may change the room's state or membership.
+    /// All are in one room. What each write reads before the transaction
+    /// (push rule inputs, the room's servers) is read for all of them
+    /// before the first is stored, so only the last may change the room's
+    /// state or membership.
     pub(crate) async fn write_all(
         &self,
         state: &AppState,
         writes: Vec<EventWrite<'_>>,
     ) -> Result<Vec<Option<i64>>, ApiError> {
+        // What push evaluation reads about the room is then the same for
+        // all of them: read once.
+        let push_inputs = match writes.iter().find(|w| w.status == Status::Timeline) {
+            Some(w) if writes.len() > 1 => Some(
+                state
+                    .push()
+                    .room_inputs(state.db(), state.server_name(), w.pdu)
+                    .await?,
+            ),
+            _ => None,
+        };
         let mut prepared = Vec::with_capacity(writes.len());
         for write in writes {
-            prepared.push(self.prepare(state, write).await?);
+            prepared.push(self.prepare(state, write, push_inputs.as_ref()).await?);
         }
         let tx = state.db().begin_write().await?;
         let mut stored = Vec::with_capacity(prepared.len());
@@ -366,19 +378,22 @@ impl<'a> RoomGuard<'a> {
         &self,
         state: &AppState,
         write: EventWrite<'w>,
+        push_inputs: Option<&crate::push::RoomInputs>,
     ) -> Result<Prepared<'w>, ApiError> {
         let db = state.db();
         let pdu = write.pdu;
         let json = String::from_utf8(pdu.to_canonical_bytes())
             .map_err(|e| corrupt("canonical JSON is not UTF-8", e))?;
         let timeline = matches!(write.status, Status::Timeline);
-        let push_actions = if timeline {
-            state
-                .push()
-                .actions_for(db, state.server_name(), pdu, &json)
-                .await?
-        } else {
-            Vec::new()
+        let push_actions = match (timeline, push_inputs) {
+            (false, _) => Vec::new(),
+            (true, Some(room)) => state.push().actions_with(db, room, pdu, &json).await?,
+            (true, None) => {
+                state
+                    .push()
+                    .actions_for(db, state.server_name(), pdu, &json)
+                    .await?
+            }
         };
         // Our own timeline events go to the other servers in the room: the
         // hosts as they are now, refreshed below if this event changes them.
