@@ -38,9 +38,87 @@ pub enum TokenLookup {
     Unknown,
 }
 
+/// The sessions of access tokens looked up lately, so that a request does
+/// not cost a query to authenticate (every sync and send would). Anything
+/// that revokes tokens or sessions drops them all, before its write and
+/// again after its commit; a lookup caches what it read only if nothing
+/// was dropped meanwhile. Only this process writes the tables.
+#[derive(Default)]
+pub(crate) struct TokenCache(std::sync::Mutex<CachedSessions>);
+
+#[derive(Default)]
+struct CachedSessions {
+    /// Bumped by every drop.
+    generation: u64,
+    by_hash: std::collections::HashMap<String, CachedSession>,
+}
+
+#[derive(Clone)]
+struct CachedSession {
+    authed: Authed,
+    expires_ts: Option<i64>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    // Never the sessions: they hold token hashes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache").finish_non_exhaustive()
+    }
+}
+
+/// Sessions cached at most; past it the cache starts again.
+const TOKEN_CACHE_SIZE: usize = 50_000;
+
+impl TokenCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedSessions> {
+        // No critical section can panic half-way.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, hash: &str) -> (u64, Option<CachedSession>) {
+        let inner = self.lock();
+        (inner.generation, inner.by_hash.get(hash).cloned())
+    }
+
+    /// Caches a session read at `generation`, unless a drop came since.
+    fn put(&self, generation: u64, hash: String, session: CachedSession) {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.by_hash.len() >= TOKEN_CACHE_SIZE {
+            inner.by_hash.clear();
+        }
+        inner.by_hash.insert(hash, session);
+    }
+
+    /// Drops every cached session.
+    pub(crate) fn invalidate(&self) {
+        let mut inner = self.lock();
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.by_hash.clear();
+    }
+}
+
+impl CachedSession {
+    fn lookup(self) -> TokenLookup {
+        if self.expires_ts.is_some_and(|e| e <= now_ms()) {
+            TokenLookup::Expired
+        } else {
+            TokenLookup::Valid(self.authed)
+        }
+    }
+}
+
 /// Finds the live session an access token belongs to.
 pub async fn lookup_access_token(db: &Db, token: &str) -> Result<TokenLookup, DbErr> {
     let hash = hash_token(token);
+    let (generation, cached) = db.tokens().get(&hash);
+    if let Some(session) = cached {
+        return Ok(session.lookup());
+    }
     let row = db
         .query_one(
             "SELECT t.user_id, t.device_id, t.expires_ts, t.pending_refresh, u.is_admin, \
@@ -64,17 +142,25 @@ pub async fn lookup_access_token(db: &Db, token: &str) -> Result<TokenLookup, Db
         return Ok(TokenLookup::Expired);
     }
     let pending_refresh: Option<String> = row.try_get("", "pending_refresh")?;
-    if let Some(old_refresh) = pending_refresh {
-        retire_refresh_token(db, &hash, &old_refresh).await?;
+    if let Some(old_refresh) = &pending_refresh {
+        retire_refresh_token(db, &hash, old_refresh).await?;
     }
     let user_id = parse_user_id(&user_id)?;
     let device_id = ruma::OwnedDeviceId::from(device_id.as_str());
-    Ok(TokenLookup::Valid(Authed {
+    let authed = Authed {
         user_id,
         device_id,
         is_admin,
-        token_hash: hash,
-    }))
+        token_hash: hash.clone(),
+    };
+    if pending_refresh.is_none() {
+        let session = CachedSession {
+            authed: authed.clone(),
+            expires_ts,
+        };
+        db.tokens().put(generation, hash, session);
+    }
+    Ok(TokenLookup::Valid(authed))
 }
 
 /// The first use of an access token issued by `/refresh` proves the
@@ -215,6 +301,8 @@ async fn revoke_device_tokens(
     user_id: &str,
     device_id: &str,
 ) -> Result<(), DbErr> {
+    // The callers drop the cache again after their commit.
+    db.tokens().invalidate();
     for table in ["access_tokens", "refresh_tokens"] {
         exec(
             db,
@@ -322,6 +410,8 @@ pub async fn create_user(
         None => None,
     };
     txn.commit().await?;
+    // A session opened on an existing device ID revoked its tokens.
+    db.tokens().invalidate();
     Ok(Ok(session))
 }
 
@@ -338,6 +428,8 @@ pub async fn login(db: &Db, user_id: &str, req: SessionRequest) -> Result<Sessio
     let txn = db.begin_immediate().await?;
     let session = open_session(db, &txn, user_id, req).await?;
     txn.commit().await?;
+    // An existing device's old tokens were revoked.
+    db.tokens().invalidate();
     Ok(session)
 }
 
@@ -387,6 +479,7 @@ pub async fn refresh(
     }
     // Everything the device holds but this refresh token: the access token
     // it renews, and a session an earlier use of it issued.
+    db.tokens().invalidate();
     exec(
         db,
         &txn,
@@ -414,6 +507,8 @@ pub async fn refresh(
     )
     .await?;
     txn.commit().await?;
+    // The renewed access token was revoked.
+    db.tokens().invalidate();
     Ok(Some(session))
 }
 
@@ -534,6 +629,7 @@ pub async fn delete_devices_in(
     user_id: &str,
     device_ids: &[String],
 ) -> Result<bool, DbErr> {
+    tx.revokes_tokens();
     let txn = tx.sql_connection();
     super::pushers::delete_for_devices(db, txn, user_id, device_ids).await?;
     for device_id in device_ids {
@@ -572,6 +668,7 @@ async fn delete_other_devices(
     user_id: &str,
     keep: Option<&str>,
 ) -> Result<bool, DbErr> {
+    tx.revokes_tokens();
     let txn = tx.sql_connection();
     super::pushers::delete_for_other_devices(db, txn, user_id, keep).await?;
     // An empty string is never a device ID, so it keeps nothing.
@@ -694,6 +791,48 @@ pub async fn set_avatar_url(db: &Db, user_id: &str, url: Option<&str>) -> Result
 mod tests {
     use super::*;
     use crate::storage::pushers::{self, StoredPusher};
+
+    fn session(expires_ts: Option<i64>) -> CachedSession {
+        CachedSession {
+            authed: Authed {
+                user_id: ruma::OwnedUserId::try_from("@a:x").expect("user ID"),
+                device_id: "D".into(),
+                is_admin: false,
+                token_hash: "h".into(),
+            },
+            expires_ts,
+        }
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_revocation_is_not_cached() {
+        let cache = TokenCache::default();
+        let (generation, found) = cache.get("h");
+        assert!(found.is_none());
+        // A revocation commits while the lookup reads the database.
+        cache.invalidate();
+        cache.put(generation, "h".into(), session(None));
+        assert!(cache.get("h").1.is_none());
+        let (generation, _) = cache.get("h");
+        cache.put(generation, "h".into(), session(None));
+        assert!(matches!(
+            cache.get("h").1.map(CachedSession::lookup),
+            Some(TokenLookup::Valid(_))
+        ));
+        cache.invalidate();
+        assert!(cache.get("h").1.is_none());
+    }
+
+    #[test]
+    fn a_cached_session_still_expires() {
+        let cache = TokenCache::default();
+        let (generation, _) = cache.get("h");
+        cache.put(generation, "h".into(), session(Some(now_ms() - 1)));
+        assert!(matches!(
+            cache.get("h").1.map(CachedSession::lookup),
+            Some(TokenLookup::Expired)
+        ));
+    }
 
     fn pusher(key: &str) -> StoredPusher {
         StoredPusher {

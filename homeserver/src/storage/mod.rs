@@ -2,6 +2,8 @@
 //! or PostgreSQL, chosen by URL. Each table has one owner module under
 //! `storage/`; nothing else writes it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use myelin_migrations::MigratorTrait;
@@ -44,6 +46,7 @@ pub mod txn_ids;
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DatabaseConnection,
+    tokens: Arc<accounts::TokenCache>,
 }
 
 impl Db {
@@ -67,7 +70,10 @@ impl Db {
                     .create_if_missing(true)
             });
         let conn = Database::connect(opts).await?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            tokens: Arc::default(),
+        })
     }
 
     /// Brings the schema up to date.
@@ -77,6 +83,11 @@ impl Db {
 
     pub fn conn(&self) -> &DatabaseConnection {
         &self.conn
+    }
+
+    /// The sessions of recently used access tokens (see `accounts`).
+    pub(crate) fn tokens(&self) -> &accounts::TokenCache {
+        &self.tokens
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -104,6 +115,8 @@ impl Db {
 pub struct Tx {
     inner: DatabaseTransaction,
     backend: DbBackend,
+    tokens: Arc<accounts::TokenCache>,
+    revokes_tokens: AtomicBool,
 }
 
 impl Db {
@@ -115,6 +128,8 @@ impl Db {
         Ok(Tx {
             inner: self.begin_immediate().await?,
             backend: self.backend(),
+            tokens: self.tokens.clone(),
+            revokes_tokens: AtomicBool::new(false),
         })
     }
 
@@ -137,7 +152,19 @@ impl Tx {
     /// Commits durably: on SQLite (`synchronous = FULL`) and PostgreSQL
     /// (default `synchronous_commit`) the data is on disk when this returns.
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.inner.commit().await
+        self.inner.commit().await?;
+        if self.revokes_tokens.load(Ordering::Relaxed) {
+            self.tokens.invalidate();
+        }
+        Ok(())
+    }
+
+    /// Marks this transaction as revoking access tokens: cached sessions
+    /// are dropped now and again once it commits (a lookup running
+    /// meanwhile still reads them as valid from the database).
+    pub(crate) fn revokes_tokens(&self) {
+        self.tokens.invalidate();
+        self.revokes_tokens.store(true, Ordering::Relaxed);
     }
 }
 
