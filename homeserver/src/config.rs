@@ -64,7 +64,8 @@ pub struct FederationConfig {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     pub url: String,
-    pub max_connections: u32,
+    /// Unset: see [`Config::database_connections`].
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,7 +221,7 @@ impl Config {
                     .to_owned(),
             ));
         }
-        if self.database.max_connections == 0 {
+        if self.database.max_connections == Some(0) {
             return Err(ConfigError(
                 "invalid configuration: database.max_connections must be at least 1".to_owned(),
             ));
@@ -282,6 +283,20 @@ impl Config {
         Ok(())
     }
 
+    /// The size of the database pool: as configured, or on SQLite one per
+    /// core between 2 and 4, on PostgreSQL 16.
+    pub fn database_connections(&self) -> u32 {
+        if let Some(n) = self.database.max_connections {
+            return n;
+        }
+        if self.database_url().starts_with("postgres") {
+            16
+        } else {
+            let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+            u32::try_from(cores.clamp(2, 4)).unwrap_or(2)
+        }
+    }
+
     /// The database URL, defaulting to SQLite in the data directory.
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
@@ -321,6 +336,13 @@ mod tests {
         assert_eq!(c.server.name, "localhost");
         assert_eq!(c.listen.client, "127.0.0.1:8008".parse().expect("addr"));
         assert!(c.database_url().starts_with("sqlite://"));
+        assert!((2..=4).contains(&c.database_connections()));
+        let pg = Config::load_with_env(
+            None,
+            env(&[("MYELIN__DATABASE__URL", "postgres://u@127.0.0.1/db")]),
+        )
+        .expect("postgres");
+        assert_eq!(pg.database_connections(), 16);
         let c = Config::load_with_env(
             None,
             env(&[
@@ -332,7 +354,7 @@ mod tests {
         )
         .expect("env");
         assert_eq!(c.server.name, "example.org");
-        assert_eq!(c.database.max_connections, 4);
+        assert_eq!(c.database_connections(), 4);
         assert!(!c.registration.enabled);
         assert!(c.listen.federation.is_empty());
         assert!(c.federation.nameservers.is_empty());
