@@ -148,34 +148,39 @@ impl RoomGuard<'_> {
             (0..batch.len()).map(|_| None).collect();
         // Retries of a transaction stored before, or earlier in this batch,
         // are answered with its event.
+        let keys: Vec<(&str, &str, Scope<'_>, &str)> = batch
+            .iter()
+            .map(|m| {
+                (
+                    m.sender.as_str(),
+                    m.device_id.as_str(),
+                    scope(room_id, m),
+                    m.txn_id.as_str(),
+                )
+            })
+            .collect();
+        let stored = txn_ids::get_many(db, &keys).await?;
         let mut first_of: HashMap<(&str, &str, String, &str), usize> = HashMap::new();
         let mut repeats: Vec<(usize, usize)> = Vec::new();
-        for (i, m) in batch.iter().enumerate() {
-            let key = (
-                m.sender.as_str(),
-                m.device_id.as_str(),
-                scope(room_id, m).key(),
-                m.txn_id.as_str(),
-            );
+        for (i, (user, device, scope, txn)) in keys.iter().enumerate() {
+            let key = (*user, *device, scope.key(), *txn);
             if let Some(&first) = first_of.get(&key) {
                 repeats.push((i, first));
                 continue;
             }
-            first_of.insert(key, i);
-            if let Some(id) = txn_ids::get(
-                db,
-                m.sender.as_str(),
-                m.device_id.as_str(),
-                scope(room_id, m),
-                &m.txn_id,
-            )
-            .await?
-            {
+            let stored_key = (
+                user.to_string(),
+                device.to_string(),
+                key.2.clone(),
+                txn.to_string(),
+            );
+            if let Some(id) = stored.get(&stored_key) {
                 answers[i] = Some(
-                    OwnedEventId::try_from(id)
+                    OwnedEventId::try_from(id.as_str())
                         .map_err(|e| ApiError::internal("stored event ID", e)),
                 );
             }
+            first_of.insert(key, i);
         }
         let new: Vec<bool> = (0..batch.len())
             .map(|i| answers[i].is_none() && !repeats.iter().any(|(r, _)| *r == i))

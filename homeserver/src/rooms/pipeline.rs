@@ -364,10 +364,24 @@ impl<'a> RoomGuard<'a> {
         for write in writes {
             prepared.push(self.prepare(state, write, push_inputs.as_ref()).await?);
         }
+        // A chain of events each citing only the one before it (a batch of
+        // messages) moves the extremity once: from what the first cites to
+        // the last, not through every event in between.
+        let cites_previous: Vec<bool> = (0..prepared.len())
+            .map(|i| {
+                i > 0
+                    && prepared[i].write.pdu.prev_events()
+                        == [prepared[i - 1].write.pdu.event_id().to_owned()]
+            })
+            .collect();
         let tx = state.db().begin_write().await?;
         let mut stored = Vec::with_capacity(prepared.len());
-        for p in prepared {
-            stored.push(self.store(state, &tx, p).await?);
+        for (i, p) in prepared.into_iter().enumerate() {
+            let chain = Chain {
+                cites_previous: cites_previous[i],
+                cited_by_next: cites_previous.get(i + 1).copied().unwrap_or(false),
+            };
+            stored.push(self.store(state, &tx, p, chain).await?);
         }
         tx.commit().await?;
         Ok(stored.into_iter().map(|s| self.finish(state, s)).collect())
@@ -418,7 +432,13 @@ impl<'a> RoomGuard<'a> {
     }
 
     /// Writes one prepared event inside `tx`.
-    async fn store(&self, state: &AppState, tx: &Tx, p: Prepared<'_>) -> Result<Stored, ApiError> {
+    async fn store(
+        &self,
+        state: &AppState,
+        tx: &Tx,
+        p: Prepared<'_>,
+        chain: Chain,
+    ) -> Result<Stored, ApiError> {
         let Prepared {
             write,
             json,
@@ -532,7 +552,12 @@ impl<'a> RoomGuard<'a> {
             }
         }
         if timeline {
-            rooms::advance_extremities(tx, room_id, event_id, &prev_events).await?;
+            if !chain.cites_previous {
+                rooms::drop_extremities(tx, room_id, &prev_events).await?;
+            }
+            if !chain.cited_by_next {
+                rooms::add_extremity(tx, room_id, event_id).await?;
+            }
         }
         let fresh_hosts = if members_changed.is_empty() {
             None
@@ -608,6 +633,15 @@ impl<'a> RoomGuard<'a> {
         }
         stream
     }
+}
+
+/// Where an event stands among the events stored with it.
+#[derive(Debug, Clone, Copy)]
+struct Chain {
+    /// Its only `prev_event` is the event stored just before it.
+    cites_previous: bool,
+    /// The event stored just after it cites it alone.
+    cited_by_next: bool,
 }
 
 /// An event ready to store: what its write reads before the transaction.

@@ -99,20 +99,20 @@ pub async fn forward_extremities(db: &Db, room_id: &str) -> Result<Vec<(String, 
         .collect()
 }
 
-/// `event_id` becomes an extremity and the events it cites stop being ones.
-pub async fn advance_extremities(
-    tx: &Tx,
-    room_id: &str,
-    event_id: &str,
-    prev_events: &[String],
-) -> Result<(), DbErr> {
-    for prev in prev_events {
+/// `events` stop being extremities (a new event cites them).
+pub async fn drop_extremities(tx: &Tx, room_id: &str, events: &[String]) -> Result<(), DbErr> {
+    for event_id in events {
         tx.execute(
             "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2",
-            [room_id.into(), prev.as_str().into()],
+            [room_id.into(), event_id.as_str().into()],
         )
         .await?;
     }
+    Ok(())
+}
+
+/// `event_id` becomes an extremity.
+pub async fn add_extremity(tx: &Tx, room_id: &str, event_id: &str) -> Result<(), DbErr> {
     tx.execute(
         "INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)",
         [room_id.into(), event_id.into()],

@@ -62,6 +62,50 @@ pub async fn get(
     row.map(|r| r.try_get("", "event_id")).transpose()
 }
 
+/// The events already sent with each of `keys` (user, device, scope,
+/// transaction ID), by key; keys never used are absent. One query.
+pub async fn get_many(
+    db: &Db,
+    keys: &[(&str, &str, Scope<'_>, &str)],
+) -> Result<std::collections::HashMap<(String, String, String, String), String>, DbErr> {
+    let mut out = std::collections::HashMap::new();
+    // Four values per key, well under both backends' limits per chunk.
+    for chunk in keys.chunks(200) {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4);
+        let mut conditions = Vec::with_capacity(chunk.len());
+        for (i, (user_id, device_id, scope, txn_id)) in chunk.iter().enumerate() {
+            let n = 4 * i;
+            conditions.push(format!(
+                "(user_id = ${} AND device_id = ${} AND scope = ${} AND txn_id = ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            ));
+            values.push((*user_id).into());
+            values.push((*device_id).into());
+            values.push(scope.key().into());
+            values.push((*txn_id).into());
+        }
+        let sql = format!(
+            "SELECT user_id, device_id, scope, txn_id, event_id FROM event_txn_ids WHERE {}",
+            conditions.join(" OR ")
+        );
+        for row in db.query_all(&sql, values).await? {
+            out.insert(
+                (
+                    row.try_get("", "user_id")?,
+                    row.try_get("", "device_id")?,
+                    row.try_get("", "scope")?,
+                    row.try_get("", "txn_id")?,
+                ),
+                row.try_get("", "event_id")?,
+            );
+        }
+    }
+    Ok(out)
+}
+
 pub async fn insert(
     tx: &Tx,
     user_id: &str,
@@ -174,6 +218,33 @@ mod tests {
             event_type: "m.room.message",
         };
         assert_eq!(got(other_room, "a").await, None);
+
+        // Many at once: the stored ones, by key.
+        let found = get_many(
+            &db,
+            &[
+                ("@u:x", "D", send, "a"),
+                ("@u:x", "D", redact, "a"),
+                ("@u:x", "E", send, "a"),
+                ("@u:x", "D", redact, "b"),
+            ],
+        )
+        .await
+        .expect("get many");
+        let key = |scope: Scope<'_>, txn: &str| {
+            (
+                "@u:x".to_owned(),
+                "D".to_owned(),
+                scope.key(),
+                txn.to_owned(),
+            )
+        };
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found.get(&key(send, "a")).map(String::as_str), Some("$msg"));
+        assert_eq!(
+            found.get(&key(redact, "b")).map(String::as_str),
+            Some("$red")
+        );
         let _ = std::fs::remove_file(&path);
     }
 }
