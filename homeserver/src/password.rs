@@ -10,23 +10,24 @@
 //!
 //! Hashing is deliberately slow and takes megabytes of working memory, so
 //! it runs on a small pool of its own threads, one per core, never on the
-//! async workers, and each pool thread reuses one working buffer for every
-//! hash. Both bounds matter in production:
+//! async workers. Both bounds matter in production:
 //!
 //! - A burst of logins or registrations queues instead of taking hundreds
 //!   of blocking threads at several MiB each (gigabytes).
-//! - Allocating the buffer per hash leaks with glibc: the aligned
-//!   allocation is slightly larger than the hole the previous one left, so
-//!   resident memory grew by the buffer's size with every login or
-//!   registration and never came back (measured with 19 MiB buffers: 10
-//!   sequential registrations, 28 MB to 204 MB). With one buffer per pool
-//!   thread it stays at their number times the largest buffer used (7 MiB,
-//!   or 19 MiB once a thread has verified an older hash).
+//! - The working memory goes back to the system after each hash. With
+//!   glibc that takes care: a freed allocation of a few MiB raises its
+//!   threshold for mapping allocations on their own, so the next one came
+//!   from the thread's heap and stayed there; slightly larger each time
+//!   (alignment), resident memory grew by the buffer's size with every
+//!   login (measured with 19 MiB buffers: 10 sequential registrations, 28
+//!   MB to 204 MB). So the buffer is reserved above 32 MiB, which glibc
+//!   always maps on its own and unmaps when freed without moving the
+//!   threshold; only the blocks a hash uses are ever touched, so only they
+//!   are resident, and only while it runs (an idle server does not hold
+//!   7 MiB per pool thread).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-
-use std::cell::RefCell;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -78,24 +79,21 @@ async fn on_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
     rx.await.ok()
 }
 
-thread_local! {
-    /// The working memory of the hashes run on this (pool) thread.
-    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
-}
+/// What the working memory of a hash is reserved as (see the module docs):
+/// above glibc's 32 MiB ceiling for its dynamic mapping threshold.
+const RESERVED_BYTES: usize = 33 << 20;
 
-/// Runs `f` with `count` working blocks of this thread's buffer (grown on
-/// first use, wiped after each use so no password-derived data lingers).
+/// Runs `f` with `count` zeroed working blocks, wiped after use so no
+/// password-derived data lingers in freed memory.
 fn with_blocks<T>(count: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
-    BLOCKS.with(|blocks| {
-        let mut blocks = blocks.borrow_mut();
-        if blocks.len() < count {
-            blocks.resize(count, Block::new());
-        }
-        let out = f(&mut blocks[..count]);
-        // The buffer lives on (a thread-local), so these writes stay.
-        blocks.fill(Block::new());
-        out
-    })
+    let reserve = (RESERVED_BYTES / std::mem::size_of::<Block>()).max(count);
+    let mut blocks: Vec<Block> = Vec::with_capacity(reserve);
+    blocks.resize(count, Block::new());
+    let out = f(&mut blocks);
+    blocks.fill(Block::new());
+    // The wipe must not be optimised away as a store before a free.
+    std::hint::black_box(&blocks);
+    out
 }
 
 /// Memory (KiB) and passes of new hashes: OWASP's m = 7 MiB, t = 5.
