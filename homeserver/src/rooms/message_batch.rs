@@ -160,21 +160,20 @@ impl RoomGuard<'_> {
             })
             .collect();
         let stored = txn_ids::get_many(db, &keys).await?;
-        let mut first_of: HashMap<(&str, &str, String, &str), usize> = HashMap::new();
-        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        let mut first_of: HashMap<(String, String, String, String), usize> = HashMap::new();
+        let mut repeat_of: Vec<Option<usize>> = vec![None; batch.len()];
         for (i, (user, device, scope, txn)) in keys.iter().enumerate() {
-            let key = (*user, *device, scope.key(), *txn);
+            let key = (
+                (*user).to_owned(),
+                (*device).to_owned(),
+                scope.key(),
+                (*txn).to_owned(),
+            );
             if let Some(&first) = first_of.get(&key) {
-                repeats.push((i, first));
+                repeat_of[i] = Some(first);
                 continue;
             }
-            let stored_key = (
-                user.to_string(),
-                device.to_string(),
-                key.2.clone(),
-                txn.to_string(),
-            );
-            if let Some(id) = stored.get(&stored_key) {
+            if let Some(id) = stored.get(&key) {
                 answers[i] = Some(
                     OwnedEventId::try_from(id.as_str())
                         .map_err(|e| ApiError::internal("stored event ID", e)),
@@ -183,7 +182,7 @@ impl RoomGuard<'_> {
             first_of.insert(key, i);
         }
         let new: Vec<bool> = (0..batch.len())
-            .map(|i| answers[i].is_none() && !repeats.iter().any(|(r, _)| *r == i))
+            .map(|i| answers[i].is_none() && repeat_of[i].is_none())
             .collect();
 
         let mut ctx = self
@@ -242,8 +241,10 @@ impl RoomGuard<'_> {
         for (i, pdu) in &built {
             answers[*i] = Some(Ok(pdu.event_id().to_owned()));
         }
-        for (i, first) in repeats {
-            answers[i] = answers[first].clone();
+        for (i, first) in repeat_of.into_iter().enumerate() {
+            if let Some(first) = first {
+                answers[i] = answers[first].clone();
+            }
         }
         Ok(answers
             .into_iter()
