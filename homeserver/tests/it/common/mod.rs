@@ -74,6 +74,13 @@ fn unique(prefix: &str) -> String {
     )
 }
 
+/// Why a launch did not come up.
+enum Launch {
+    /// The port was taken between picking it and binding it.
+    PortTaken,
+    Failed(String),
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
@@ -167,11 +174,32 @@ impl TestServer {
                 .build()
                 .expect("http client"),
         };
-        server.launch().await;
-        server
+        // The port was free when picked, but another test's server may take
+        // it before ours binds: then ours exits, and it starts again on
+        // another port.
+        for _ in 0..5 {
+            match server.launch().await {
+                Ok(()) => return server,
+                Err(Launch::PortTaken) => {
+                    server.port = free_port();
+                    let listen = format!("127.0.0.1:{}", server.port);
+                    for (k, v) in &mut server.env {
+                        if k == "MYELIN__LISTEN__CLIENT" {
+                            v.clone_from(&listen);
+                        }
+                    }
+                }
+                Err(Launch::Failed(why)) => panic!("{why}"),
+            }
+        }
+        panic!("myelin found no free port in 5 tries:\n{}", server.log());
     }
 
-    async fn launch(&mut self) {
+    /// Starts the binary and waits until it answers. Ready means this
+    /// process logged that it listens, not just that the port answers:
+    /// another test's server may hold the port this one failed to bind.
+    async fn launch(&mut self) -> Result<(), Launch> {
+        let log_start = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -187,23 +215,35 @@ impl TestServer {
             .expect("start myelin");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
+        let this_launch = |log: String| log.get(log_start..).unwrap_or_default().to_owned();
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("myelin exited with {status} on start:\n{}", self.log());
+                self.child = None;
+                let log = this_launch(self.log());
+                if log.contains("cannot listen on") {
+                    return Err(Launch::PortTaken);
+                }
+                return Err(Launch::Failed(format!(
+                    "myelin exited with {status} on start:\n{log}"
+                )));
             }
-            if let Ok(resp) = self
-                .http
-                .get(self.url("/_matrix/client/versions"))
-                .send()
-                .await
+            if this_launch(self.log()).contains("myelin is listening")
+                && let Ok(resp) = self
+                    .http
+                    .get(self.url("/_matrix/client/versions"))
+                    .send()
+                    .await
                 && resp.status() == StatusCode::OK
             {
-                return;
+                return Ok(());
             }
             if Instant::now() > deadline {
-                panic!("myelin did not start within 60 s:\n{}", self.log());
+                return Err(Launch::Failed(format!(
+                    "myelin did not start within 60 s:\n{}",
+                    self.log()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -228,7 +268,11 @@ impl TestServer {
     /// Starts the server again on the same data (after [`TestServer::kill`]).
     pub async fn restart(&mut self) {
         self.kill();
-        self.launch().await;
+        match self.launch().await {
+            Ok(()) => {}
+            Err(Launch::PortTaken) => panic!("another server took the port:\n{}", self.log()),
+            Err(Launch::Failed(why)) => panic!("{why}"),
+        }
     }
 
     /// Runs a `myelin` subcommand on this server's configuration and data
