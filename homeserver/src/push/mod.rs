@@ -108,20 +108,6 @@ impl PushEvaluator {
         Self::default()
     }
 
-    /// The push actions of `pdu` (whose canonical JSON is `json`) for each
-    /// local joined member but its sender that it notifies or highlights.
-    /// Reads only: call it before the event's write transaction.
-    pub async fn actions_for(
-        &self,
-        db: &Db,
-        server_name: &ServerName,
-        pdu: &Pdu,
-        json: &str,
-    ) -> Result<Vec<PushAction>, ApiError> {
-        let room = self.room_inputs(db, server_name, pdu).await?;
-        self.actions_with(db, &room, pdu, json).await
-    }
-
     /// What evaluating events of `pdu`'s room reads about the room: its
     /// members, the versions of their rules and ignore lists, and its
     /// power levels. The same for every event that does not change them,
@@ -174,8 +160,11 @@ impl PushEvaluator {
         Ok(room)
     }
 
-    /// [`Self::actions_for`] with the room's inputs read already.
-    pub async fn actions_with(
+    /// The push actions of `pdu` (whose canonical JSON is `json`) for each
+    /// local joined member but its sender that it notifies or highlights,
+    /// given what [`Self::room_inputs`] read about its room. Reads only:
+    /// call it before the event's write transaction.
+    pub async fn actions_for(
         &self,
         db: &Db,
         room: &RoomInputs,

@@ -350,15 +350,15 @@ impl<'a> RoomGuard<'a> {
         writes: Vec<EventWrite<'_>>,
     ) -> Result<Vec<Option<i64>>, ApiError> {
         // What push evaluation reads about the room is then the same for
-        // all of them: read once.
+        // all of them: read once, if any goes on the timeline.
         let push_inputs = match writes.iter().find(|w| w.status == Status::Timeline) {
-            Some(w) if writes.len() > 1 => Some(
+            Some(w) => Some(
                 state
                     .push()
                     .room_inputs(state.db(), state.server_name(), w.pdu)
                     .await?,
             ),
-            _ => None,
+            None => None,
         };
         let mut prepared = Vec::with_capacity(writes.len());
         for write in writes {
@@ -392,6 +392,7 @@ impl<'a> RoomGuard<'a> {
         &self,
         state: &AppState,
         write: EventWrite<'w>,
+        // The room's push inputs: present when `write` is a timeline event.
         push_inputs: Option<&crate::push::RoomInputs>,
     ) -> Result<Prepared<'w>, ApiError> {
         let db = state.db();
@@ -399,15 +400,9 @@ impl<'a> RoomGuard<'a> {
         let json = String::from_utf8(pdu.to_canonical_bytes())
             .map_err(|e| corrupt("canonical JSON is not UTF-8", e))?;
         let timeline = matches!(write.status, Status::Timeline);
-        let push_actions = match (timeline, push_inputs) {
-            (false, _) => Vec::new(),
-            (true, Some(room)) => state.push().actions_with(db, room, pdu, &json).await?,
-            (true, None) => {
-                state
-                    .push()
-                    .actions_for(db, state.server_name(), pdu, &json)
-                    .await?
-            }
+        let push_actions = match push_inputs.filter(|_| timeline) {
+            Some(room) => state.push().actions_for(db, room, pdu, &json).await?,
+            None => Vec::new(),
         };
         // Our own timeline events go to the other servers in the room: the
         // hosts as they are now, refreshed below if this event changes them.
