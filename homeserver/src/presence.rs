@@ -492,9 +492,11 @@ pub async fn sync_started(
 /// Fills `/sync`'s `presence` section for `user`: the presence of users
 /// sharing a room with them (and their own) that changed after `since`
 /// (the token's presence position), or everyone not offline in an initial
-/// sync, as the presence filter allows.
+/// sync, as the presence filter allows. Reads from `db` (the response's
+/// snapshot).
 pub async fn fill_sync(
     state: &AppState,
+    db: &crate::storage::Db,
     user: &UserId,
     since: Option<i64>,
     filter: &ruma::api::client::filter::Filter,
@@ -518,7 +520,7 @@ pub async fn fill_sync(
     if changed.is_empty() {
         return Ok(());
     }
-    let sharing = device_lists::users_sharing_a_room(state.db(), user.as_str()).await?;
+    let sharing = device_lists::users_sharing_a_room(db, user.as_str()).await?;
     changed.retain(|s| sharing.contains(s.user_id.as_str()));
     changed.sort_by(|a, b| a.user_id.cmp(&b.user_id));
     if let Some(limit) = filter.limit {

@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use http::StatusCode;
 use myelin_proto::Pdu;
 use ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use tokio::sync::oneshot;
@@ -185,7 +186,7 @@ impl RoomGuard<'_> {
             .map(|i| answers[i].is_none() && repeat_of[i].is_none())
             .collect();
 
-        let mut ctx = self
+        let mut ctx = match self
             .build_context(
                 state,
                 batch
@@ -194,7 +195,16 @@ impl RoomGuard<'_> {
                     .filter(|(i, _)| new[*i])
                     .map(|(_, m)| (m.sender.as_ref(), &m.spec)),
             )
-            .await?;
+            .await
+        {
+            Ok(ctx) => ctx,
+            // A room this server does not know has no members here.
+            Err(ApiError::Matrix {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }) => return Err(ApiError::forbidden("You are not joined to this room")),
+            Err(e) => return Err(e),
+        };
         let mut built: Vec<(usize, Pdu)> = Vec::new();
         for i in 0..batch.len() {
             if !new[i] {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use myelin_migrations::MigratorTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -43,10 +45,19 @@ pub mod to_device;
 pub mod txn_ids;
 
 /// The server's database handle. Cheap to clone.
+///
+/// A handle from [`Db::read_snapshot`] runs its reads on one connection, in
+/// one read transaction: each statement on the pool costs a connection
+/// checkout and return (a round trip to the connection of its own), which
+/// for a request reading a dozen times was a third of its cost.
 #[derive(Clone, Debug)]
 pub struct Db {
-    conn: DatabaseConnection,
+    conn: DbConn,
     tokens: Arc<accounts::TokenCache>,
+    /// Read snapshots may hold all connections but one: code holding one
+    /// that reads or writes on the pool besides (a bug, but a quiet one)
+    /// then still gets a connection instead of waiting for ever.
+    snapshot_permits: Arc<Semaphore>,
 }
 
 impl Db {
@@ -59,6 +70,7 @@ impl Db {
             .min_connections(1)
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
             // Every statement with its time, at `sqlx::query=info`: for
             // finding what a request costs, never on by default.
             .sqlx_logging(std::env::var_os("MYELIN_SQL_LOG").is_some())
@@ -67,22 +79,63 @@ impl Db {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    // Statement journals (kept while a statement inside a
+                    // transaction may need undoing) stay in memory rather
+                    // than spilling to a temporary file on every big write.
+                    .pragma("temp_store", "memory")
                     .create_if_missing(true)
             });
-        let conn = Database::connect(opts).await?;
         Ok(Self {
-            conn,
+            conn: DbConn {
+                pool: Database::connect(opts).await?,
+                snapshot: None,
+                stands_in_for_snapshot: false,
+            },
             tokens: Arc::default(),
+            snapshot_permits: Arc::new(Semaphore::new(
+                usize::try_from(max_connections.saturating_sub(1)).unwrap_or(0),
+            )),
+        })
+    }
+
+    /// A handle whose reads share one connection and one read transaction
+    /// until the last clone of it is dropped: on SQLite they see one
+    /// snapshot, taken at its first read (so positions kept in memory must
+    /// be read before that, or the snapshot could predate them); on
+    /// PostgreSQL each statement sees what is committed when it runs, as on
+    /// the pool. When snapshots hold all the connections they may, this is
+    /// a handle on the pool. Code holding one must read through it alone,
+    /// and not write: write transactions take a connection of their own.
+    pub async fn read_snapshot(&self) -> Result<Db, DbErr> {
+        if self.conn.snapshot.is_some() {
+            return Ok(self.clone());
+        }
+        let Ok(permit) = self.snapshot_permits.clone().try_acquire_owned() else {
+            let mut pool = self.clone();
+            pool.conn.stands_in_for_snapshot = true;
+            return Ok(pool);
+        };
+        Ok(Db {
+            conn: DbConn {
+                pool: self.conn.pool.clone(),
+                stands_in_for_snapshot: false,
+                snapshot: Some(Arc::new(Snapshot {
+                    tx: self.conn.pool.begin().await?,
+                    _permit: permit,
+                })),
+            },
+            tokens: self.tokens.clone(),
+            snapshot_permits: self.snapshot_permits.clone(),
         })
     }
 
     /// Brings the schema up to date.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        myelin_migrations::Migrator::up(&self.conn, None).await
+        myelin_migrations::Migrator::up(&self.conn.pool, None).await
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
-        &self.conn
+        &self.conn.pool
     }
 
     /// The sessions of recently used access tokens (see `accounts`).
@@ -91,18 +144,18 @@ impl Db {
     }
 
     pub fn backend(&self) -> DbBackend {
-        self.conn.get_database_backend()
+        self.conn.pool.get_database_backend()
     }
 
     /// Open and idle connections of the pool.
     pub fn pool_usage(&self) -> (u32, usize) {
         match self.backend() {
             DbBackend::Sqlite => {
-                let pool = self.conn.get_sqlite_connection_pool();
+                let pool = self.conn.pool.get_sqlite_connection_pool();
                 (pool.size(), pool.num_idle())
             }
             DbBackend::Postgres => {
-                let pool = self.conn.get_postgres_connection_pool();
+                let pool = self.conn.pool.get_postgres_connection_pool();
                 (pool.size(), pool.num_idle())
             }
             _ => (0, 0),
@@ -139,7 +192,12 @@ impl Db {
     /// `SQLITE_BUSY` (the busy timeout does not apply) when another writer
     /// commits between its read and its write.
     pub async fn begin_immediate(&self) -> Result<DatabaseTransaction, DbErr> {
+        debug_assert!(
+            self.conn.snapshot.is_none() && HOLDING_SNAPSHOT.try_with(|()| ()).is_err(),
+            "a write transaction begun while holding a read snapshot"
+        );
         self.conn
+            .pool
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..Default::default()
@@ -216,14 +274,90 @@ pub trait Sql {
 }
 
 impl Sql for Db {
-    type Conn = DatabaseConnection;
+    type Conn = DbConn;
 
-    fn sql_connection(&self) -> &DatabaseConnection {
+    fn sql_connection(&self) -> &DbConn {
         &self.conn
     }
 
     fn sql_backend(&self) -> DbBackend {
         self.backend()
+    }
+}
+
+/// Where a [`Db`]'s statements run: the pool, or its read snapshot.
+#[derive(Clone, Debug)]
+pub struct DbConn {
+    pool: DatabaseConnection,
+    snapshot: Option<Arc<Snapshot>>,
+    /// A handle on the pool given out for a snapshot (none was free).
+    stands_in_for_snapshot: bool,
+}
+
+impl DbConn {
+    /// The pool, for one statement.
+    fn pool(&self) -> &DatabaseConnection {
+        debug_assert!(
+            self.stands_in_for_snapshot || HOLDING_SNAPSHOT.try_with(|()| ()).is_err(),
+            "a statement on the pool from code holding a read snapshot"
+        );
+        &self.pool
+    }
+}
+
+tokio::task_local! {
+    /// Set while a task holds a read snapshot: debug builds check that it
+    /// does not use the pool besides.
+    static HOLDING_SNAPSHOT: ();
+}
+
+/// Runs `f`, which holds a read snapshot throughout (see
+/// [`Db::read_snapshot`]); in debug builds, a statement it sends to the
+/// pool instead (through another handle) panics.
+pub async fn holding_snapshot<F: Future>(f: F) -> F::Output {
+    HOLDING_SNAPSHOT.scope((), f).await
+}
+
+/// A read transaction, and the permit it holds until it ends (fields drop
+/// in order: the transaction first).
+#[derive(Debug)]
+struct Snapshot {
+    tx: DatabaseTransaction,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for DbConn {
+    fn get_database_backend(&self) -> DbBackend {
+        self.pool.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<sea_orm::ExecResult, DbErr> {
+        match &self.snapshot {
+            Some(snapshot) => snapshot.tx.execute_raw(stmt).await,
+            None => self.pool().execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<sea_orm::ExecResult, DbErr> {
+        match &self.snapshot {
+            Some(snapshot) => snapshot.tx.execute_unprepared(sql).await,
+            None => self.pool().execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match &self.snapshot {
+            Some(snapshot) => snapshot.tx.query_one_raw(stmt).await,
+            None => self.pool().query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match &self.snapshot {
+            Some(snapshot) => snapshot.tx.query_all_raw(stmt).await,
+            None => self.pool().query_all_raw(stmt).await,
+        }
     }
 }
 

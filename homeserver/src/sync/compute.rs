@@ -36,6 +36,7 @@ use crate::rooms::format::{self, Viewer};
 use crate::rooms::membership::stripped_state;
 use crate::rooms::visibility::{self, Access};
 use crate::state::AppState;
+use crate::storage::Db;
 use crate::storage::events::{self, EventRow};
 use crate::storage::memberships::{self, MembershipRow};
 use crate::storage::streams::{self, Stream};
@@ -50,10 +51,14 @@ pub struct SyncParams<'a> {
     pub filter: &'a FilterDefinition,
 }
 
-/// The positions of every stream now: the `next_batch` of a response.
-pub async fn current_token(state: &AppState) -> Result<SyncToken, ApiError> {
-    let db = state.db();
+/// The positions of every stream now: the `next_batch` of a response. The
+/// positions kept in memory are read before any from `db`, so that when
+/// `db` is a fresh read snapshot (which starts at its first read) it holds
+/// everything up to them.
+pub async fn current_token(state: &AppState, db: &Db) -> Result<SyncToken, ApiError> {
     let timeline = state.rooms().streams(db).await?.current();
+    let typing = i64::try_from(state.typing().position()).unwrap_or(i64::MAX);
+    let presence = i64::try_from(state.presence().position()).unwrap_or(i64::MAX);
     let [account_data, receipts, to_device, device_lists] = streams::current_positions(
         db,
         [
@@ -68,10 +73,10 @@ pub async fn current_token(state: &AppState) -> Result<SyncToken, ApiError> {
         timeline,
         account_data,
         receipts,
-        typing: i64::try_from(state.typing().position()).unwrap_or(i64::MAX),
+        typing,
         to_device,
         device_lists,
-        presence: i64::try_from(state.presence().position()).unwrap_or(i64::MAX),
+        presence,
     })
 }
 
@@ -91,15 +96,15 @@ struct Gathered {
     state: HashMap<String, Vec<EventRow>>,
 }
 
-/// Computes one response. `memberships` are the user's, read before `now`
-/// was taken.
+/// Computes one response, reading from `db` (the same handle `now` was
+/// read from). `memberships` are the user's, read before `now` was taken.
 pub async fn compute(
     state: &AppState,
+    db: &Db,
     p: &SyncParams<'_>,
     memberships: Vec<MembershipRow>,
     now: SyncToken,
 ) -> Result<sync_events::Response, ApiError> {
-    let db = state.db();
     let user = p.user_id.as_str();
     let since_tl = p.since.map(|s| s.timeline);
     let plan = plan(memberships, since_tl, now.timeline, p.full_state, p.filter);
@@ -619,6 +624,7 @@ pub async fn compute(
     let since_presence = p.since.map(|s| s.presence);
     crate::presence::fill_sync(
         state,
+        db,
         p.user_id,
         since_presence,
         &p.filter.presence,

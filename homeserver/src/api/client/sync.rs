@@ -22,7 +22,7 @@ use crate::api::auth::Authed;
 use crate::api::error::ApiError;
 use crate::api::ruma_wrapper::{Ruma, RumaResponse};
 use crate::state::AppState;
-use crate::storage::{memberships, push_rules};
+use crate::storage::{self, memberships, push_rules};
 use crate::sync::{self, SyncParams, SyncToken};
 
 /// The longest a request may wait. Clients ask for 30 s; reverse proxies
@@ -86,26 +86,16 @@ pub async fn sync_events(
     let mut waiting: Option<Waiting> = None;
     loop {
         let rows = memberships::all_of_user(db, auth.user_id.as_str()).await?;
-        let listener = (!timeout.is_zero()).then(|| {
-            let joined = rows
-                .iter()
-                .filter(|m| m.membership == "join")
-                .filter_map(|m| <&RoomId>::try_from(m.room_id.as_str()).ok());
-            state.notifier().listen(&auth.user_id, joined)
-        });
-        let now = sync::current_token(&state).await?;
-        let Some(listener) = listener else {
-            return Ok(RumaResponse(compute(&state, &params, rows, now).await?));
-        };
-        // No stream moved since the token: the response would be empty
-        // (every change moves a stream), so wait without computing it. A
-        // client long-polling a busy server finds itself here after most
-        // responses.
-        if params.since != Some(now) {
-            let resp = compute(&state, &params, rows, now).await?;
-            if !sync::is_empty(&resp) {
-                return Ok(RumaResponse(resp));
-            }
+        if timeout.is_zero() {
+            return answer(&state, &params, rows, Empty::Answer).await;
+        }
+        let joined = rows
+            .iter()
+            .filter(|m| m.membership == "join")
+            .filter_map(|m| <&RoomId>::try_from(m.room_id.as_str()).ok());
+        let listener = state.notifier().listen(&auth.user_id, joined);
+        if let Some(resp) = respond(&state, &params, rows, Empty::Wait).await? {
+            return Ok(RumaResponse(resp));
         }
         waiting.get_or_insert_with(|| Waiting::new(&state.metrics().sync_waiting));
         match tokio::time::timeout_at(deadline, listener.woken()).await {
@@ -114,22 +104,70 @@ pub async fn sync_events(
                 // The empty answer still carries what every response does
                 // (key counts, the next token).
                 let rows = memberships::all_of_user(db, auth.user_id.as_str()).await?;
-                let now = sync::current_token(&state).await?;
-                return Ok(RumaResponse(compute(&state, &params, rows, now).await?));
+                return answer(&state, &params, rows, Empty::Answer).await;
             }
         }
     }
 }
 
+/// What [`respond`] does when there is nothing new.
+#[derive(Clone, Copy, PartialEq)]
+enum Empty {
+    /// Answers all the same (no timeout, or it ran out).
+    Answer,
+    /// Returns `None`: the request goes on waiting.
+    Wait,
+}
+
+async fn answer(
+    state: &AppState,
+    params: &SyncParams<'_>,
+    rows: Vec<memberships::MembershipRow>,
+    empty: Empty,
+) -> Result<RumaResponse<sync_events::Response>, ApiError> {
+    respond(state, params, rows, empty)
+        .await?
+        .map(RumaResponse)
+        .ok_or_else(|| ApiError::internal("sync", "no response to answer with"))
+}
+
+/// The response for the streams' positions now, read from one snapshot
+/// (released before any wait). With [`Empty::Wait`], `None` when nothing
+/// is new: when no stream moved past the token (every change moves one,
+/// so the response would be empty: a client long-polling a busy server
+/// finds itself here after most responses, and nothing is computed), or
+/// when what moved is nothing for this request (a filtered event, say).
+async fn respond(
+    state: &AppState,
+    params: &SyncParams<'_>,
+    rows: Vec<memberships::MembershipRow>,
+    empty: Empty,
+) -> Result<Option<sync_events::Response>, ApiError> {
+    let snapshot = state.db().read_snapshot().await?;
+    storage::holding_snapshot(async {
+        let now = sync::current_token(state, &snapshot).await?;
+        if empty == Empty::Wait && params.since == Some(now) {
+            return Ok(None);
+        }
+        let resp = compute(state, &snapshot, params, rows, now).await?;
+        if empty == Empty::Wait && sync::is_empty(&resp) {
+            return Ok(None);
+        }
+        Ok(Some(resp))
+    })
+    .await
+}
+
 /// Computes one response, timing it in `sync_compute_seconds`.
 async fn compute(
     state: &AppState,
+    db: &crate::storage::Db,
     params: &SyncParams<'_>,
     rows: Vec<memberships::MembershipRow>,
     now: SyncToken,
 ) -> Result<sync_events::Response, ApiError> {
     let started = std::time::Instant::now();
-    let resp = sync::compute(state, params, rows, now).await?;
+    let resp = sync::compute(state, db, params, rows, now).await?;
     let kind = if params.since.is_none() {
         "initial"
     } else {

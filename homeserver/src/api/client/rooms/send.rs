@@ -76,16 +76,20 @@ pub async fn send_message(
         room_id: req.room_id.as_str(),
         event_type: &event_type,
     };
-    // A retry answers with the first result, even if things changed since.
-    if let Some(id) = previous_txn(&state, &auth, scope, req.txn_id.as_str()).await? {
-        return Ok(RumaResponse(send_message_event::Response::new(id)));
-    }
-    // Retries (answered above) are not rate limited; new events are.
-    state
+    // New events are rate limited; a retry of one already sent is answered
+    // with it even when the sender is limited (its first result stands,
+    // even if things changed since). Retries not limited are found where
+    // the event would be stored.
+    if let Err(limited) = state
         .rate_limiter()
-        .check(crate::ratelimit::Limit::Message, auth.user_id.as_str())?;
+        .check(crate::ratelimit::Limit::Message, auth.user_id.as_str())
+    {
+        return match previous_txn(&state, &auth, scope, req.txn_id.as_str()).await? {
+            Some(id) => Ok(RumaResponse(send_message_event::Response::new(id))),
+            None => Err(limited),
+        };
+    }
     let content = strict_object(req.body.json())?;
-    require_joined(&state, &auth, req.room_id.as_str()).await?;
     let mut spec = EventSpec::new(event_type.clone(), None, content);
     let event_id = if spec.event_type == "m.room.redaction" {
         // v11+ redactions name their target in content.
@@ -94,6 +98,7 @@ pub async fn send_message(
             .get("redacts")
             .and_then(Value::as_str)
             .and_then(|s| OwnedEventId::try_from(s).ok());
+        require_joined(&state, &auth, req.room_id.as_str()).await?;
         append_with_txn(
             &state,
             &auth,
@@ -104,7 +109,9 @@ pub async fn send_message(
         )
         .await?
     } else {
-        // Messages sent to a busy room are stored together.
+        // Messages sent to a busy room are stored together. Whether the
+        // sender may send there is the auth rules' question, asked as each
+        // is built.
         RoomService::send_message(
             &state,
             &req.room_id,
