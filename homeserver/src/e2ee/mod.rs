@@ -32,8 +32,8 @@ pub use crate::storage::to_device::{acknowledge, for_sync as to_device_for_sync}
 pub use crate::storage::device_lists::{Positions as DeviceListPositions, changes_for_sync};
 
 /// For sync: `device_one_time_keys_count` and
-/// `device_unused_fallback_key_types`.
-pub use crate::storage::one_time_keys::{counts as one_time_key_counts, unused_fallback_key_types};
+/// `device_unused_fallback_key_types`, together.
+pub use crate::storage::one_time_keys::sync_counts as sync_key_counts;
 
 /// Wakes everyone who must learn that `user_id`'s device list changed:
 /// every room the user is joined to (its members' syncs), the user's own

@@ -148,7 +148,7 @@ pub async fn relay(
         return Ok(());
     }
     let tx = state.db().begin_write().await?;
-    federation_outbox::enqueue(&tx, &destinations, stream, room_id.as_str()).await?;
+    federation_outbox::enqueue(&tx, room_id.as_str(), &[(&destinations, stream)]).await?;
     tx.commit().await?;
     state.federation().sender().wake_all(&destinations);
     Ok(())

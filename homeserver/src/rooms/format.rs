@@ -78,9 +78,20 @@ pub async fn client_events(
     rows: &[EventRow],
 ) -> Result<Vec<Json>, ApiError> {
     let now = crate::time::now_ms();
-    let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+    // Only the viewer's own events can carry their transaction IDs.
     let txns = match viewer {
-        Some(v) => txn_ids::for_events(db, v.user_id, v.device_id, &ids).await?,
+        Some(v) => {
+            let own: Vec<&str> = rows
+                .iter()
+                .filter(|r| r.sender == v.user_id)
+                .map(|r| r.event_id.as_str())
+                .collect();
+            if own.is_empty() {
+                HashMap::new()
+            } else {
+                txn_ids::for_events(db, v.user_id, v.device_id, &own).await?
+            }
+        }
         None => HashMap::new(),
     };
     let related: Vec<&str> = rows

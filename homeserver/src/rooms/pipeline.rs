@@ -376,13 +376,15 @@ impl<'a> RoomGuard<'a> {
             .collect();
         let tx = state.db().begin_write().await?;
         let mut stored = Vec::with_capacity(prepared.len());
+        let mut deferred = Deferred::default();
         for (i, p) in prepared.into_iter().enumerate() {
             let chain = Chain {
                 cites_previous: cites_previous[i],
                 cited_by_next: cites_previous.get(i + 1).copied().unwrap_or(false),
             };
-            stored.push(self.store(state, &tx, p, chain).await?);
+            stored.push(self.store(state, &tx, p, chain, &mut deferred).await?);
         }
+        deferred.flush(&tx, self.room_id.as_str()).await?;
         tx.commit().await?;
         Ok(stored.into_iter().map(|s| self.finish(state, s)).collect())
     }
@@ -427,12 +429,13 @@ impl<'a> RoomGuard<'a> {
     }
 
     /// Writes one prepared event inside `tx`.
-    async fn store(
+    async fn store<'w>(
         &self,
         state: &AppState,
         tx: &Tx,
-        p: Prepared<'_>,
+        p: Prepared<'w>,
         chain: Chain,
+        deferred: &mut Deferred<'w>,
     ) -> Result<Stored, ApiError> {
         let Prepared {
             write,
@@ -489,10 +492,16 @@ impl<'a> RoomGuard<'a> {
             },
         )
         .await?;
-        events::insert_edges(tx, event_nid, &prev_events, &auth_events).await?;
+        deferred
+            .edges
+            .push((event_nid, prev_events.clone(), auth_events));
         if let (true, Some(stream)) = (timeline, stream) {
-            storage::push_actions::insert(tx, room_id, stream, &push_actions).await?;
-            storage::push_actions::on_membership(tx, room_id, stream, pdu).await?;
+            deferred.push_actions.push((stream, push_actions));
+            if pdu.membership().is_some() {
+                // A membership recounts the member's unread totals.
+                deferred.flush(tx, room_id).await?;
+                storage::push_actions::on_membership(tx, room_id, stream, pdu).await?;
+            }
         }
         let mut state_after = write.state_before;
         if let Some((key_nid, mut snap)) = write.own_state {
@@ -566,22 +575,19 @@ impl<'a> RoomGuard<'a> {
                 if let Some(origin) = write.relay_from {
                     destinations.retain(|h| h.as_str() != origin.as_str());
                 }
-                federation_outbox::enqueue(tx, &destinations, stream, room_id).await?;
+                deferred.outbox.push((destinations.clone(), stream));
                 destinations
             }
             _ => Vec::new(),
         };
         if let Some((user, t)) = write.txn {
-            txn_ids::insert(
-                tx,
-                user.as_str(),
-                t.device_id,
-                t.scope,
-                t.txn_id,
-                event_id,
-                now,
-            )
-            .await?;
+            deferred.txns.push(txn_ids::NewTxn {
+                user_id: user.as_str(),
+                device_id: t.device_id,
+                scope: t.scope,
+                txn_id: t.txn_id,
+                event_id: pdu.event_id().as_str(),
+            });
         }
         if let Some((target, redacted)) = &write.redaction {
             events::apply_redaction(tx, target, redacted, event_id).await?;
@@ -637,6 +643,51 @@ struct Chain {
     cites_previous: bool,
     /// The event stored just after it cites it alone.
     cited_by_next: bool,
+}
+
+/// Rows of a write's events that nothing in its transaction reads before
+/// the commit (but the unread recount of a membership, which flushes them
+/// first), inserted together at its end: a batch of messages costs a few
+/// statements for them, not a few per message.
+#[derive(Default)]
+struct Deferred<'w> {
+    /// `(event_nid, prev_events, auth_events)`.
+    edges: Vec<(i64, Vec<String>, Vec<String>)>,
+    /// `(stream_ordering, actions)`.
+    push_actions: Vec<(i64, Vec<storage::push_actions::PushAction>)>,
+    /// `(destinations, stream_ordering)`.
+    outbox: Vec<(Vec<String>, i64)>,
+    txns: Vec<txn_ids::NewTxn<'w>>,
+}
+
+impl Deferred<'_> {
+    /// Inserts what was deferred, all of `room_id`'s events.
+    async fn flush(&mut self, tx: &Tx, room_id: &str) -> Result<(), sea_orm::DbErr> {
+        let edges: Vec<(i64, &[String], &[String])> = self
+            .edges
+            .iter()
+            .map(|(nid, prev, auth)| (*nid, prev.as_slice(), auth.as_slice()))
+            .collect();
+        events::insert_edges(tx, &edges).await?;
+        let push_actions: Vec<(i64, &[storage::push_actions::PushAction])> = self
+            .push_actions
+            .iter()
+            .map(|(stream, actions)| (*stream, actions.as_slice()))
+            .collect();
+        storage::push_actions::insert(tx, room_id, &push_actions).await?;
+        let outbox: Vec<(&[String], i64)> = self
+            .outbox
+            .iter()
+            .map(|(destinations, stream)| (destinations.as_slice(), *stream))
+            .collect();
+        federation_outbox::enqueue(tx, room_id, &outbox).await?;
+        txn_ids::insert(tx, &self.txns, crate::time::now_ms()).await?;
+        self.edges.clear();
+        self.push_actions.clear();
+        self.outbox.clear();
+        self.txns.clear();
+        Ok(())
+    }
 }
 
 /// An event ready to store: what its write reads before the transaction.

@@ -30,7 +30,7 @@
 
 use sea_orm::DbErr;
 
-use super::{Db, IN_CHUNK, Tx, in_list};
+use super::{Db, IN_CHUNK, Tx, in_list, insert_rows};
 use crate::storage::Sql as _;
 
 /// An event as stored.
@@ -468,36 +468,29 @@ pub async fn set_state_after(tx: &Tx, event_nid: i64, snapshot: i64) -> Result<(
     Ok(())
 }
 
-/// Records an event's `prev_events` and `auth_events`.
-pub async fn insert_edges(
-    tx: &Tx,
-    event_nid: i64,
-    prev_events: &[String],
-    auth_events: &[String],
-) -> Result<(), DbErr> {
-    let edges: Vec<(&str, bool)> = prev_events
-        .iter()
-        .map(|e| (e.as_str(), false))
-        .chain(auth_events.iter().map(|e| (e.as_str(), true)))
-        .collect();
-    if edges.is_empty() {
-        return Ok(());
-    }
-    let mut sql =
-        String::from("INSERT INTO event_edges (event_nid, target_event_id, is_auth) VALUES ");
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(edges.len() * 3);
-    for (i, (target, is_auth)) in edges.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
+/// Records the `prev_events` and `auth_events` edges of stored events:
+/// `(event_nid, prev_events, auth_events)` each.
+pub async fn insert_edges(tx: &Tx, events: &[(i64, &[String], &[String])]) -> Result<(), DbErr> {
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    for (event_nid, prev_events, auth_events) in events {
+        let edges = prev_events
+            .iter()
+            .map(|e| (e, false))
+            .chain(auth_events.iter().map(|e| (e, true)));
+        for (target, is_auth) in edges {
+            values.push((*event_nid).into());
+            values.push(target.as_str().into());
+            values.push(is_auth.into());
         }
-        let b = i * 3;
-        sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
-        values.push(event_nid.into());
-        values.push((*target).into());
-        values.push((*is_auth).into());
     }
-    tx.execute(&sql, values).await?;
-    Ok(())
+    insert_rows(
+        tx,
+        "INSERT INTO event_edges (event_nid, target_event_id, is_auth)",
+        "",
+        3,
+        values,
+    )
+    .await
 }
 
 /// Replaces an event's JSON with its redacted form and records which

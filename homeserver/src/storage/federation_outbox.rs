@@ -8,9 +8,9 @@
 //! across crashes and restarts. Rows go when the destination accepts the
 //! transaction that carried them ([`remove_sent`]).
 
-use sea_orm::DbErr;
+use sea_orm::{DbErr, Value};
 
-use super::{Db, Tx};
+use super::{Db, Tx, insert_rows};
 use crate::storage::Sql as _;
 
 /// One queued event for one destination.
@@ -32,26 +32,25 @@ pub struct Health {
     pub retry_at_ts: i64,
 }
 
-/// Queues the event at `stream_ordering` of `room_id` for `destinations`.
-pub async fn enqueue(
-    tx: &Tx,
-    destinations: &[String],
-    stream_ordering: i64,
-    room_id: &str,
-) -> Result<(), DbErr> {
-    for destination in destinations {
-        tx.execute(
-            "INSERT INTO federation_outbox (destination, stream_ordering, room_id) \
-             VALUES ($1, $2, $3) ON CONFLICT (destination, stream_ordering) DO NOTHING",
-            [
-                destination.as_str().into(),
-                stream_ordering.into(),
-                room_id.into(),
-            ],
-        )
-        .await?;
+/// Queues events for other servers: `(destinations, stream_ordering)` of
+/// events of `room_id`.
+pub async fn enqueue(tx: &Tx, room_id: &str, events: &[(&[String], i64)]) -> Result<(), DbErr> {
+    let mut values: Vec<Value> = Vec::new();
+    for (destinations, stream_ordering) in events {
+        for destination in *destinations {
+            values.push(destination.as_str().into());
+            values.push((*stream_ordering).into());
+            values.push(room_id.into());
+        }
     }
-    Ok(())
+    insert_rows(
+        tx,
+        "INSERT INTO federation_outbox (destination, stream_ordering, room_id)",
+        "ON CONFLICT (destination, stream_ordering) DO NOTHING",
+        3,
+        values,
+    )
+    .await
 }
 
 /// The oldest `limit` events waiting for `destination`.
@@ -116,7 +115,7 @@ pub async fn remove_sent(db: &Db, destination: &str, sent: &[i64]) -> Result<(),
 pub async fn destinations_with_backlog(db: &Db) -> Result<Vec<String>, DbErr> {
     db.query_all(
         "SELECT DISTINCT destination FROM federation_outbox",
-        Vec::<sea_orm::Value>::new(),
+        Vec::<Value>::new(),
     )
     .await?
     .iter()
@@ -176,7 +175,7 @@ mod tests {
 
     async fn queue(db: &Db, destination: &str, stream: i64, room: &str) {
         let tx = db.begin_write().await.expect("begin");
-        enqueue(&tx, &[destination.to_owned()], stream, room)
+        enqueue(&tx, room, &[(&[destination.to_owned()], stream)])
             .await
             .expect("enqueue");
         tx.commit().await.expect("commit");

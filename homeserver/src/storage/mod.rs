@@ -391,6 +391,48 @@ pub fn in_list(first: usize, count: usize) -> String {
 /// (PostgreSQL allows 65,535 parameters, SQLite 32,766).
 pub const IN_CHUNK: usize = 500;
 
+/// Most rows in one multi-row `INSERT` of [`insert_rows`].
+const MAX_ROWS_PER_INSERT: usize = 256;
+
+/// Inserts rows of `width` values each (`values`, row after row, in the
+/// columns' order) as `{head} VALUES (...), (...) {tail}`, where `head` is
+/// `INSERT INTO table (columns)` and `tail` may be an `ON CONFLICT` clause.
+/// Statements carry a power of two of rows, at most
+/// [`MAX_ROWS_PER_INSERT`]: few statements for any count, and few distinct
+/// ones, as each is prepared and cached per connection.
+pub async fn insert_rows(
+    tx: &Tx,
+    head: &str,
+    tail: &str,
+    width: usize,
+    values: Vec<Value>,
+) -> Result<(), DbErr> {
+    debug_assert!(width > 0 && values.len() % width == 0);
+    let mut left = values.len() / width.max(1);
+    let mut values = values.into_iter();
+    while left > 0 {
+        let rows = MAX_ROWS_PER_INSERT.min(1 << left.ilog2());
+        let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6);
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&in_list(1 + row * width, width));
+            sql.push(')');
+        }
+        if !tail.is_empty() {
+            sql.push(' ');
+            sql.push_str(tail);
+        }
+        tx.execute(&sql, values.by_ref().take(rows * width)).await?;
+        left -= rows;
+    }
+    Ok(())
+}
+
 /// Runs `delete` (a `DELETE` whose `$1` is `key` and which ends with
 /// `IN (`) for `ids`, [`IN_CHUNK`] at a time: how the outboxes forget
 /// what a destination received.

@@ -103,6 +103,38 @@ pub async fn counts(
     Ok(out)
 }
 
+/// What every sync response carries about a device's keys, in one read:
+/// its [`counts`] and the algorithms of its unused fallback keys (sorted).
+pub async fn sync_counts(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+) -> Result<(BTreeMap<String, u64>, Vec<String>), DbErr> {
+    let rows = db
+        .query_all(
+            "SELECT 0 AS fallback, algorithm, COUNT(*) AS n FROM e2e_one_time_keys \
+             WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm \
+             UNION ALL \
+             SELECT 1 AS fallback, algorithm, 0 AS n FROM e2e_fallback_keys \
+             WHERE user_id = $1 AND device_id = $2 AND used = $3",
+            [user_id.into(), device_id.into(), false.into()],
+        )
+        .await?;
+    let mut counts = BTreeMap::from([("signed_curve25519".to_owned(), 0)]);
+    let mut fallback = Vec::new();
+    for r in rows {
+        let algorithm: String = r.try_get("", "algorithm")?;
+        if r.try_get::<i32>("", "fallback")? == 1 {
+            fallback.push(algorithm);
+        } else {
+            let n: i64 = r.try_get("", "n")?;
+            counts.insert(algorithm, u64::try_from(n).unwrap_or(0));
+        }
+    }
+    fallback.sort_unstable();
+    Ok((counts, fallback))
+}
+
 /// Claims one key of `algorithm` for a device: a one-time key (deleted, so
 /// never handed out again) or else the fallback key (marked used). `None`
 /// when the device has neither. See the module doc for atomicity.
@@ -201,21 +233,4 @@ pub async fn set_fallback(tx: &Tx, user_id: &str, device_id: &str, key: &Key) ->
     )
     .await?;
     Ok(())
-}
-
-/// Algorithms for which the device has a fallback key nobody claimed yet:
-/// sync's `device_unused_fallback_key_types`.
-pub async fn unused_fallback_key_types(
-    db: &Db,
-    user_id: &str,
-    device_id: &str,
-) -> Result<Vec<String>, DbErr> {
-    let rows = db
-        .query_all(
-            "SELECT algorithm FROM e2e_fallback_keys \
-             WHERE user_id = $1 AND device_id = $2 AND used = $3 ORDER BY algorithm",
-            [user_id.into(), device_id.into(), false.into()],
-        )
-        .await?;
-    rows.iter().map(|r| r.try_get("", "algorithm")).collect()
 }

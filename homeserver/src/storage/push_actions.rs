@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use sea_orm::DbErr;
 
 use super::receipts::{MAIN_THREAD, READ, READ_PRIVATE, UNTHREADED};
-use super::{Db, IN_CHUNK, Tx, in_list};
+use super::{Db, IN_CHUNK, Tx, in_list, insert_rows};
 use crate::storage::Sql as _;
 
 /// A room's unread counts for one user: events after the user's read
@@ -44,56 +44,57 @@ pub struct PushAction {
     pub highlight: bool,
 }
 
-/// Rows per `INSERT` (5 values each, well under both backends' limits).
-const INSERT_CHUNK: usize = 200;
-
-/// Stores the push actions of the event at `stream_ordering`, inside the
-/// event's write transaction.
-pub async fn insert(
-    tx: &Tx,
-    room_id: &str,
-    stream_ordering: i64,
-    actions: &[PushAction],
-) -> Result<(), DbErr> {
-    for chunk in actions.chunks(INSERT_CHUNK) {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 5);
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (i, a) in chunk.iter().enumerate() {
-            rows.push(format!("({})", in_list(1 + 5 * i, 5)));
-            values.push(a.user_id.as_str().into());
-            values.push(room_id.into());
-            values.push(stream_ordering.into());
-            values.push(a.notify.into());
-            values.push(a.highlight.into());
+/// Records the push actions of stored events, `(stream_ordering,
+/// actions)` each, all in `room_id`, and adds them to the users' unread
+/// totals there.
+pub async fn insert(tx: &Tx, room_id: &str, events: &[(i64, &[PushAction])]) -> Result<(), DbErr> {
+    let mut rows: Vec<sea_orm::Value> = Vec::new();
+    let mut totals: HashMap<&str, (i64, i64)> = HashMap::new();
+    for (stream_ordering, actions) in events {
+        for a in *actions {
+            rows.push(a.user_id.as_str().into());
+            rows.push(room_id.into());
+            rows.push((*stream_ordering).into());
+            rows.push(a.notify.into());
+            rows.push(a.highlight.into());
+            let total = totals.entry(a.user_id.as_str()).or_default();
+            total.0 += i64::from(a.notify);
+            total.1 += i64::from(a.highlight);
         }
-        // An event is written once, at a stream position of its own: the
-        // rows are new, and the totals grow by exactly them.
-        let sql = format!(
-            "INSERT INTO event_push_actions \
-             (user_id, room_id, stream_ordering, notify, highlight) VALUES {}",
-            rows.join(", ")
-        );
-        tx.execute(&sql, values).await?;
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4);
-        let mut rows = Vec::with_capacity(chunk.len());
-        for (i, a) in chunk.iter().enumerate() {
-            rows.push(format!("({})", in_list(1 + 4 * i, 4)));
-            values.push(a.user_id.as_str().into());
-            values.push(room_id.into());
-            values.push(i64::from(a.notify).into());
-            values.push(i64::from(a.highlight).into());
-        }
-        let sql = format!(
-            "INSERT INTO push_unread_counts \
-             (user_id, room_id, notify_count, highlight_count) VALUES {} \
-             ON CONFLICT (user_id, room_id) DO UPDATE SET \
-             notify_count = push_unread_counts.notify_count + excluded.notify_count, \
-             highlight_count = push_unread_counts.highlight_count + excluded.highlight_count",
-            rows.join(", ")
-        );
-        tx.execute(&sql, values).await?;
     }
-    Ok(())
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // An event is written once, at a stream position of its own: the rows
+    // are new, and the totals grow by exactly them.
+    insert_rows(
+        tx,
+        "INSERT INTO event_push_actions (user_id, room_id, stream_ordering, notify, highlight)",
+        "",
+        5,
+        rows,
+    )
+    .await?;
+    let mut totals: Vec<(&str, (i64, i64))> = totals.into_iter().collect();
+    // Rows locked in one order by every writer (PostgreSQL).
+    totals.sort_unstable();
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(totals.len() * 4);
+    for (user_id, (notify, highlight)) in totals {
+        values.push(user_id.into());
+        values.push(room_id.into());
+        values.push(notify.into());
+        values.push(highlight.into());
+    }
+    insert_rows(
+        tx,
+        "INSERT INTO push_unread_counts (user_id, room_id, notify_count, highlight_count)",
+        "ON CONFLICT (user_id, room_id) DO UPDATE SET \
+         notify_count = push_unread_counts.notify_count + excluded.notify_count, \
+         highlight_count = push_unread_counts.highlight_count + excluded.highlight_count",
+        4,
+        values,
+    )
+    .await
 }
 
 /// Sets a member's totals in a room to the count of their stored rows,
@@ -318,11 +319,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn many_events_actions_and_totals_are_stored_in_one_call() {
+        let db = test_db().await;
+        // 300 events (more than one statement's rows), each notifying @b
+        // and every third highlighting; @c is notified by the first 7.
+        let actions: Vec<Vec<PushAction>> = (0..300)
+            .map(|i| {
+                let mut a = vec![action("@b:x", i % 3 == 0)];
+                if i < 7 {
+                    a.push(action("@c:x", false));
+                }
+                a
+            })
+            .collect();
+        let events: Vec<(i64, &[PushAction])> = actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (100 + i64::try_from(i).expect("small"), a.as_slice()))
+            .collect();
+        let tx = db.begin_write().await.expect("tx");
+        insert(&tx, "!r:x", &events).await.expect("insert");
+        tx.commit().await.expect("commit");
+        let rows = db
+            .query_one("SELECT COUNT(*) AS n FROM event_push_actions", [])
+            .await
+            .expect("count")
+            .expect("row");
+        assert_eq!(rows.try_get::<i64>("", "n").expect("n"), 307);
+        assert_eq!(
+            counts(&db, "@b:x").await,
+            UnreadCounts {
+                notification_count: 300,
+                highlight_count: 100
+            }
+        );
+        assert_eq!(counts(&db, "@c:x").await.notification_count, 7);
+    }
+
+    #[tokio::test]
     async fn counts_start_after_the_latest_main_timeline_read_receipt() {
         let db = test_db().await;
         for (so, highlight) in [(10, false), (11, true), (12, false), (13, true)] {
             let tx = db.begin_write().await.expect("tx");
-            insert(&tx, "!r:x", so, &[action("@b:x", highlight)])
+            insert(&tx, "!r:x", &[(so, &[action("@b:x", highlight)])])
                 .await
                 .expect("insert");
             tx.commit().await.expect("commit");

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use sea_orm::DbErr;
 
-use super::{Db, IN_CHUNK, Tx, in_list};
+use super::{Db, IN_CHUNK, Tx, in_list, insert_rows};
 use crate::storage::Sql as _;
 
 /// The endpoint part of a transaction ID's scope: the request path
@@ -106,29 +106,35 @@ pub async fn get_many(
     Ok(out)
 }
 
-pub async fn insert(
-    tx: &Tx,
-    user_id: &str,
-    device_id: &str,
-    scope: Scope<'_>,
-    txn_id: &str,
-    event_id: &str,
-    now_ms: i64,
-) -> Result<(), DbErr> {
-    tx.execute(
-        "INSERT INTO event_txn_ids (user_id, device_id, scope, txn_id, event_id, created_ts) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            user_id.into(),
-            device_id.into(),
-            scope.key().into(),
-            txn_id.into(),
-            event_id.into(),
-            now_ms.into(),
-        ],
+/// A transaction ID to record: the event `event_id` that `user_id`'s
+/// `device_id` sent under `txn_id` at `scope`.
+pub struct NewTxn<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    pub scope: Scope<'a>,
+    pub txn_id: &'a str,
+    pub event_id: &'a str,
+}
+
+/// Records transaction IDs, at `now_ms`.
+pub async fn insert(tx: &Tx, txns: &[NewTxn<'_>], now_ms: i64) -> Result<(), DbErr> {
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(txns.len() * 6);
+    for t in txns {
+        values.push(t.user_id.into());
+        values.push(t.device_id.into());
+        values.push(t.scope.key().into());
+        values.push(t.txn_id.into());
+        values.push(t.event_id.into());
+        values.push(now_ms.into());
+    }
+    insert_rows(
+        tx,
+        "INSERT INTO event_txn_ids (user_id, device_id, scope, txn_id, event_id, created_ts)",
+        "",
+        6,
+        values,
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Transaction IDs of those of `event_ids` that this device sent.

@@ -90,11 +90,10 @@ pub async fn fill(
         resp.device_lists.left = user_ids(left);
     }
 
-    resp.device_one_time_keys_count =
-        one_time_key_counts(e2ee::one_time_key_counts(db, user, device).await?);
+    let (counts, fallback) = e2ee::sync_key_counts(db, user, device).await?;
+    resp.device_one_time_keys_count = one_time_key_counts(counts);
     resp.device_unused_fallback_key_types = Some(
-        e2ee::unused_fallback_key_types(db, user, device)
-            .await?
+        fallback
             .into_iter()
             .map(OneTimeKeyAlgorithm::from)
             .collect(),

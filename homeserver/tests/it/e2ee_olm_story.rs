@@ -179,9 +179,10 @@ async fn olm_session_over_the_server(backend: Backend) {
         .await
         .expect("for_sync");
     assert!(events.is_empty());
-    let counts = e2ee::one_time_key_counts(&db, &alice_id, &alice_dev)
+    let counts = e2ee::sync_key_counts(&db, &alice_id, &alice_dev)
         .await
-        .expect("counts");
+        .expect("counts")
+        .0;
     assert_eq!(counts.get("signed_curve25519"), Some(&4));
 
     // `*` reaches every device of the user, each in its own inbox, in order.
@@ -271,9 +272,10 @@ async fn olm_session_over_the_server(backend: Backend) {
         .await
         .expect("for_sync");
     assert!(events.is_empty());
-    let counts = e2ee::one_time_key_counts(&db, &alice_id, &second_dev)
+    let counts = e2ee::sync_key_counts(&db, &alice_id, &second_dev)
         .await
-        .expect("counts");
+        .expect("counts")
+        .0;
     assert_eq!(counts.get("signed_curve25519"), Some(&0));
 }
 
@@ -300,9 +302,10 @@ async fn concurrent_claims_never_share_a_key(backend: Backend) {
     .await;
     let db = Db::connect(&server.db_url, 2).await.expect("db");
     assert_eq!(
-        e2ee::unused_fallback_key_types(&db, &alice_id, &alice_dev)
+        e2ee::sync_key_counts(&db, &alice_id, &alice_dev)
             .await
-            .expect("types"),
+            .expect("types")
+            .1,
         vec!["signed_curve25519".to_owned()]
     );
 
@@ -328,22 +331,25 @@ async fn concurrent_claims_never_share_a_key(backend: Backend) {
     }
     assert_eq!(one_time.len(), 10);
     assert_eq!(fallbacks, 10);
-    let counts = e2ee::one_time_key_counts(&db, &alice_id, &alice_dev)
+    let counts = e2ee::sync_key_counts(&db, &alice_id, &alice_dev)
         .await
-        .expect("counts");
+        .expect("counts")
+        .0;
     assert_eq!(counts.get("signed_curve25519"), Some(&0));
     // The fallback key stays, marked used, until a new one is uploaded.
     assert!(
-        e2ee::unused_fallback_key_types(&db, &alice_id, &alice_dev)
+        e2ee::sync_key_counts(&db, &alice_id, &alice_dev)
             .await
             .expect("types")
+            .1
             .is_empty()
     );
     upload(&as_alice, &json!({ "fallback_keys": alice.fallback_key() })).await;
     assert_eq!(
-        e2ee::unused_fallback_key_types(&db, &alice_id, &alice_dev)
+        e2ee::sync_key_counts(&db, &alice_id, &alice_dev)
             .await
             .expect("types")
+            .1
             .len(),
         1
     );
