@@ -407,7 +407,7 @@ pub async fn insert_rows(
     width: usize,
     values: Vec<Value>,
 ) -> Result<(), DbErr> {
-    debug_assert!(width > 0 && values.len() % width == 0);
+    debug_assert!(width > 0 && values.len().is_multiple_of(width));
     let mut left = values.len() / width.max(1);
     let mut values = values.into_iter();
     while left > 0 {
