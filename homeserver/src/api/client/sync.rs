@@ -87,7 +87,7 @@ pub async fn sync_events(
     loop {
         let rows = memberships::all_of_user(db, auth.user_id.as_str()).await?;
         if timeout.is_zero() {
-            return answer(&state, &params, rows, Empty::Answer).await;
+            return answer(&state, &params, rows).await;
         }
         let joined = rows
             .iter()
@@ -104,7 +104,7 @@ pub async fn sync_events(
                 // The empty answer still carries what every response does
                 // (key counts, the next token).
                 let rows = memberships::all_of_user(db, auth.user_id.as_str()).await?;
-                return answer(&state, &params, rows, Empty::Answer).await;
+                return answer(&state, &params, rows).await;
             }
         }
     }
@@ -119,13 +119,13 @@ enum Empty {
     Wait,
 }
 
+/// The response for the streams' positions now, empty or not.
 async fn answer(
     state: &AppState,
     params: &SyncParams<'_>,
     rows: Vec<memberships::MembershipRow>,
-    empty: Empty,
 ) -> Result<RumaResponse<sync_events::Response>, ApiError> {
-    respond(state, params, rows, empty)
+    respond(state, params, rows, Empty::Answer)
         .await?
         .map(RumaResponse)
         .ok_or_else(|| ApiError::internal("sync", "no response to answer with"))
