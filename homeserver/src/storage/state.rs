@@ -35,7 +35,7 @@ use std::collections::HashMap;
 
 use sea_orm::DbErr;
 
-use super::{Db, IN_CHUNK, Tx, in_list};
+use super::{Db, IN_CHUNK, Tx, in_list, insert_rows};
 use crate::storage::Sql as _;
 
 /// Longest chain of deltas before a snapshot is written in full.
@@ -230,23 +230,20 @@ impl NewSnapshot {
             NewSnapshot::Delta { changes, .. } => changes.clone(),
             NewSnapshot::Full(all) => all.iter().map(|(k, e)| (*k, Some(*e))).collect(),
         };
-        for chunk in entries.chunks(IN_CHUNK / 3) {
-            let mut sql = String::from(
-                "INSERT INTO state_snapshot_entries (snapshot_nid, state_key_nid, event_nid) VALUES ",
-            );
-            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 3);
-            for (i, (k, e)) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                let b = i * 3;
-                sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
-                values.push(nid.into());
-                values.push((*k).into());
-                values.push((*e).into());
-            }
-            tx.execute(&sql, values).await?;
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(entries.len() * 3);
+        for (k, e) in entries {
+            values.push(nid.into());
+            values.push(k.into());
+            values.push(e.into());
         }
+        insert_rows(
+            tx,
+            "INSERT INTO state_snapshot_entries (snapshot_nid, state_key_nid, event_nid)",
+            "",
+            3,
+            values,
+        )
+        .await?;
         Ok(nid)
     }
 }
