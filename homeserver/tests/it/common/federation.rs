@@ -25,7 +25,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
 
-use super::{Backend, TestServer};
+use super::{Backend, TestServer, free_port, unique};
 
 /// The DNS zone all test servers live in.
 const ZONE: &str = "test.";
@@ -137,11 +137,6 @@ pub fn tls_host(name: &str) -> &str {
     name.rsplit_once(':').map_or(name, |(host, _)| host)
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// One server of a [`Federation`].
 pub struct FedServer {
     pub name: String,
@@ -185,8 +180,7 @@ impl Federation {
 
     /// [`Federation::start`] with extra configuration for every server.
     pub async fn start_with(backend: Backend, names: &[&str], extra_env: &[(&str, &str)]) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("myelin_fed_{}_{}", std::process::id(), free_port()));
+        let dir = std::env::temp_dir().join(unique("myelin_fed"));
         std::fs::create_dir_all(&dir).expect("federation dir");
         let ca = TestCa::new();
         let ca_path = dir.join("ca.pem");
@@ -201,8 +195,7 @@ impl Federation {
     /// One server named by an IP literal with its port, `127.0.0.1:<port>`, which needs no
     /// DNS: how other homeservers that only use the system resolver (Synapse) reach it.
     pub async fn start_ip_literal(backend: Backend, extra_env: &[(&str, &str)]) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("myelin_fed_{}_{}", std::process::id(), free_port()));
+        let dir = std::env::temp_dir().join(unique("myelin_fed"));
         std::fs::create_dir_all(&dir).expect("federation dir");
         let ca = TestCa::new();
         std::fs::write(dir.join("ca.pem"), ca.root_pem()).expect("write CA");

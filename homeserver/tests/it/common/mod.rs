@@ -81,9 +81,44 @@ enum Launch {
     Failed(String),
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
+/// A loopback port that is free now and that no other caller in this process
+/// will be given.
+///
+/// Ports come from below the kernel's ephemeral range, walking a counter.
+/// Asking the kernel for port 0 instead hands out an ephemeral port, and
+/// between releasing it and the server binding it, any outgoing connection
+/// of the suite (to PostgreSQL, to another test server) may take it as its
+/// local port. A federation port is also written into the other servers'
+/// DNS records, so a server cannot move to another one after a clash.
+pub fn free_port() -> u16 {
+    static NEXT_PORT: std::sync::OnceLock<std::sync::atomic::AtomicU32> =
+        std::sync::OnceLock::new();
+    let (low, high) = port_range();
+    let span = u32::from(high - low);
+    let next = NEXT_PORT.get_or_init(|| {
+        // Test binaries run one after another; a per-process start keeps
+        // one that exited from leaving its ports in TIME_WAIT for the next.
+        std::sync::atomic::AtomicU32::new(std::process::id().wrapping_mul(7919) % span)
+    });
+    for _ in 0..span {
+        let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+        let port = low + u16::try_from(offset).expect("offset within span");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+/// The ports [`free_port`] hands out: the 10,000 just below the ephemeral
+/// range (`ip_local_port_range`, 32768 by default), and above 1024.
+fn port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.max(2024);
+    (high.saturating_sub(10_000).max(1024), high)
 }
 
 async fn create_postgres_database() -> String {

@@ -24,8 +24,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha1::Sha1;
 
-use super::Client;
 use super::federation::Federation;
+use super::{Client, free_port};
 
 const SHARED_SECRET: &str = "interop-shared-secret";
 
@@ -54,11 +54,6 @@ pub fn venv() -> Option<PathBuf> {
             None
         }
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// A running Synapse.
