@@ -32,6 +32,7 @@ pub mod filters;
 pub mod key_backup;
 pub mod memberships;
 pub mod one_time_keys;
+mod placeholders;
 pub mod push_actions;
 pub mod push_rules;
 pub mod pushers;
@@ -227,7 +228,7 @@ impl Tx {
 }
 
 /// Runs SQL written with PostgreSQL's `$1, $2, ...` placeholders, rewritten
-/// to SQLite's numbered `?1, ?2, ...` when needed, so hand-written queries
+/// for SQLite (see [`placeholders`]), so hand-written queries
 /// serve both backends; the same methods on the pool ([`Db`]) and inside a
 /// write transaction ([`Tx`]).
 pub trait Sql {
@@ -239,7 +240,11 @@ pub trait Sql {
 
     fn stmt(&self, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
         let backend = self.sql_backend();
-        Statement::from_sql_and_values(backend, placeholders(backend, sql), values)
+        if backend != DbBackend::Sqlite {
+            return Statement::from_sql_and_values(backend, sql, values);
+        }
+        let (sql, values) = placeholders::anonymous(sql, values.into_iter().collect());
+        Statement::from_sql_and_values(backend, sql, values)
     }
 
     fn query_one(
@@ -493,40 +498,5 @@ fn remove_stale_test_files(age: Duration) {
         if is_test_db && is_old {
             let _ = std::fs::remove_file(entry.path());
         }
-    }
-}
-
-fn placeholders(backend: DbBackend, sql: &str) -> String {
-    if backend != DbBackend::Sqlite {
-        return sql.to_owned();
-    }
-    // `$` followed by a digit is a placeholder; our SQL has no `$` in
-    // string literals (values are always bound).
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_placeholders_are_numbered() {
-        assert_eq!(
-            placeholders(DbBackend::Sqlite, "SELECT a FROM t WHERE b = $2 AND c = $1"),
-            "SELECT a FROM t WHERE b = ?2 AND c = ?1"
-        );
-        assert_eq!(
-            placeholders(DbBackend::Postgres, "WHERE b = $2"),
-            "WHERE b = $2"
-        );
     }
 }
