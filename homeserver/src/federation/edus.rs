@@ -328,15 +328,7 @@ async fn direct_to_device(
         return Ok(Ok(()));
     }
     if !local.is_empty() {
-        to_device::store(
-            state.db(),
-            &tx,
-            c.sender.as_str(),
-            &c.ev_type.to_string(),
-            &local,
-            &[],
-        )
-        .await?;
+        to_device::store(&tx, c.sender.as_str(), &c.ev_type.to_string(), &local, &[]).await?;
     }
     tx.commit().await?;
     for user in &recipients {
@@ -453,7 +445,7 @@ async fn signing_key_update(
 /// Records a change of a remote user's device list for local users' syncs.
 async fn device_list_changed(state: &AppState, user: &UserId) -> Result<(), ApiError> {
     let tx = state.db().begin_write().await?;
-    device_lists::record(state.db(), &tx, user.as_str()).await?;
+    device_lists::record(&tx, user.as_str()).await?;
     tx.commit().await?;
     crate::e2ee::device_lists_changed(state, user).await?;
     Ok(())

@@ -349,7 +349,7 @@ async fn resync(state: &AppState, user: &UserId) -> Result<(), DbErr> {
         let list = fetched_list(user, &response);
         if remote_devices::replace(db, user.as_str(), held.generation, &list).await? {
             let tx = db.begin_write().await?;
-            crate::storage::device_lists::record(db, &tx, user.as_str()).await?;
+            crate::storage::device_lists::record(&tx, user.as_str()).await?;
             tx.commit().await?;
             crate::e2ee::device_lists_changed(state, user).await?;
             return Ok(());

@@ -7,7 +7,7 @@
 //! transaction, and the row records it: sync asks [`changed_since`] for the
 //! rows of a user written after the position its token holds.
 
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::DbErr;
 
 use super::Db;
 use super::streams::{self, Stream};
@@ -96,19 +96,19 @@ where
     E: From<DbErr>,
     F: FnOnce(Option<String>) -> Result<String, E>,
 {
-    let txn = db.begin_immediate().await?;
-    let position = streams::next_position(db, &txn, Stream::AccountData).await?;
-    let current = txn
-        .query_one_raw(db.stmt(
+    let tx = db.begin_write().await?;
+    let position = streams::next_position(&tx, Stream::AccountData).await?;
+    let current = tx
+        .query_one(
             "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3",
             [user_id.into(), room_key(room_id).into(), event_type.into()],
-        ))
+        )
         .await?
         .map(|r| r.try_get::<String>("", "content"))
         .transpose()?;
     // On error the transaction is dropped, which rolls it back.
     let content = change(current)?;
-    txn.execute_raw(db.stmt(
+    tx.execute(
         "INSERT INTO account_data (user_id, room_id, type, content, stream_position) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (user_id, room_id, type) \
@@ -120,9 +120,9 @@ where
             content.into(),
             position.into(),
         ],
-    ))
+    )
     .await?;
-    txn.commit().await?;
+    tx.commit().await?;
     Ok(position)
 }
 

@@ -577,7 +577,7 @@ pub async fn rename_device(
         // Other servers show the name too (`m.device_list_update`).
         let device = [device_id.to_owned()];
         let change = super::device_list_outbox::Change::Devices(&device);
-        super::device_list_outbox::record(db, &tx, user_id, change).await?;
+        super::device_list_outbox::record(&tx, user_id, change).await?;
     }
     tx.commit().await?;
     Ok(found)
@@ -642,7 +642,7 @@ pub async fn delete_devices_in(
         )
         .await?;
     }
-    forget_deleted_devices(db, tx, user_id).await
+    forget_deleted_devices(tx, user_id).await
 }
 
 /// Removes the E2EE data of the user's devices that no longer exist, in
@@ -650,11 +650,11 @@ pub async fn delete_devices_in(
 /// a crash can never leave keys (which other users would keep encrypting
 /// to) behind a deleted device. Working from "devices that are gone"
 /// rather than a list of IDs also cleans up after any older deletion path.
-async fn forget_deleted_devices(db: &Db, tx: &Tx, user_id: &str) -> Result<bool, DbErr> {
+async fn forget_deleted_devices(tx: &Tx, user_id: &str) -> Result<bool, DbErr> {
     let gone = super::device_keys::remove_deleted_devices(tx, user_id).await?;
     if !gone.is_empty() {
         let change = super::device_list_outbox::Change::Devices(&gone);
-        super::device_list_outbox::record(db, tx, user_id, change).await?;
+        super::device_list_outbox::record(tx, user_id, change).await?;
     }
     Ok(!gone.is_empty())
 }
@@ -682,7 +682,7 @@ async fn delete_other_devices(
         )
         .await?;
     }
-    forget_deleted_devices(db, tx, user_id).await
+    forget_deleted_devices(tx, user_id).await
 }
 
 /// Logs out every device of the user (`/logout/all`). `true` if the device
@@ -738,7 +738,7 @@ pub async fn deactivate(db: &Db, user_id: &str, erase: bool) -> Result<bool, DbE
     .await?;
     let keys_changed = super::cross_signing::delete_user_keys(&tx, user_id).await?;
     if keys_changed && !devices_changed {
-        super::device_lists::record(db, &tx, user_id).await?;
+        super::device_lists::record(&tx, user_id).await?;
     }
     tx.commit().await?;
     Ok(devices_changed || keys_changed)

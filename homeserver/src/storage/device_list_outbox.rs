@@ -44,14 +44,14 @@ pub struct Poke {
 /// for the cross-signing keys), each queued for every other server with
 /// members in a room the user is joined to. Wake the sender after the
 /// commit (`e2ee::device_lists_changed` does).
-pub async fn record(db: &Db, tx: &Tx, user_id: &str, change: Change<'_>) -> Result<(), DbErr> {
+pub async fn record(tx: &Tx, user_id: &str, change: Change<'_>) -> Result<(), DbErr> {
     let destinations = destinations_of(tx, user_id).await?;
     let devices: Vec<Option<&str>> = match change {
         Change::Devices(ids) => ids.iter().map(|d| Some(d.as_str())).collect(),
         Change::SigningKeys => vec![None],
     };
     for device in devices {
-        let stream_id = super::device_lists::record(db, tx, user_id).await?;
+        let stream_id = super::device_lists::record(tx, user_id).await?;
         for destination in &destinations {
             tx.execute(
                 "INSERT INTO device_list_outbox (destination, stream_id, user_id, device_id) \
@@ -307,10 +307,10 @@ mod tests {
 
         let tx = db.begin_write().await.expect("begin");
         let devices = ["D1".to_owned(), "D2".to_owned()];
-        record(&db, &tx, "@a:here", Change::Devices(&devices))
+        record(&tx, "@a:here", Change::Devices(&devices))
             .await
             .expect("record");
-        record(&db, &tx, "@a:here", Change::SigningKeys)
+        record(&tx, "@a:here", Change::SigningKeys)
             .await
             .expect("record");
         tx.commit().await.expect("commit");

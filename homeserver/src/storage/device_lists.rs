@@ -47,8 +47,8 @@ pub struct Positions {
 /// Records that `user_id`'s devices or keys changed, in the caller's
 /// transaction, and returns the change's position. Wake the user's rooms
 /// once it commits (`e2ee::device_lists_changed`).
-pub async fn record(db: &Db, tx: &Tx, user_id: &str) -> Result<i64, DbErr> {
-    let position = streams::next_position(db, tx.sql_connection(), Stream::DeviceLists).await?;
+pub async fn record(tx: &Tx, user_id: &str) -> Result<i64, DbErr> {
+    let position = streams::next_position(tx, Stream::DeviceLists).await?;
     tx.execute(
         "INSERT INTO device_list_changes (stream_position, user_id) VALUES ($1, $2)",
         [position.into(), user_id.into()],
@@ -185,7 +185,7 @@ mod tests {
 
     async fn change(db: &Db, user: &str) -> i64 {
         let tx = db.begin_write().await.expect("begin");
-        let p = record(db, &tx, user).await.expect("record");
+        let p = record(&tx, user).await.expect("record");
         tx.commit().await.expect("commit");
         p
     }

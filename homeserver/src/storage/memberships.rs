@@ -5,6 +5,12 @@
 //! membership changed. Written only by the event pipeline, in the same
 //! transaction as the member event, so it never disagrees with
 //! `current_state`.
+//!
+//! Each user's memberships, which every sync reads before anything else,
+//! are cached ([`Cache`]); every write here drops the user's entry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sea_orm::DbErr;
 
@@ -34,6 +40,53 @@ fn row(r: &sea_orm::QueryResult) -> Result<MembershipRow, DbErr> {
     })
 }
 
+/// Users whose memberships are cached at most; past it the cache starts
+/// again.
+const CACHED_USERS: usize = 10_000;
+
+/// Every membership of recently syncing users, as [`all_of_user`] reads
+/// them.
+#[derive(Debug, Default)]
+pub(crate) struct Cache(Mutex<Cached>);
+
+#[derive(Debug, Default)]
+struct Cached {
+    /// Bumped by every invalidation: a read that began before one may
+    /// hold what it dropped, and is not cached.
+    generation: u64,
+    by_user: HashMap<String, Arc<Vec<MembershipRow>>>,
+}
+
+impl Cache {
+    fn lock(&self) -> MutexGuard<'_, Cached> {
+        // No critical section can panic half-way.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, user_id: &str) -> (u64, Option<Arc<Vec<MembershipRow>>>) {
+        let cached = self.lock();
+        (cached.generation, cached.by_user.get(user_id).cloned())
+    }
+
+    /// Caches rows read at `generation`, unless an invalidation came since.
+    fn put(&self, generation: u64, user_id: &str, rows: Arc<Vec<MembershipRow>>) {
+        let mut cached = self.lock();
+        if cached.generation != generation {
+            return;
+        }
+        if cached.by_user.len() >= CACHED_USERS {
+            cached.by_user.clear();
+        }
+        cached.by_user.insert(user_id.to_owned(), rows);
+    }
+
+    pub(crate) fn invalidate(&self, user_id: &str) {
+        let mut cached = self.lock();
+        cached.generation += 1;
+        cached.by_user.remove(user_id);
+    }
+}
+
 pub async fn get(db: &Db, room_id: &str, user_id: &str) -> Result<Option<MembershipRow>, DbErr> {
     db.query_one(
         &format!("SELECT {COLS} FROM room_memberships WHERE room_id = $1 AND user_id = $2"),
@@ -54,6 +107,7 @@ pub async fn set(
     event_id: &str,
     stream_ordering: i64,
 ) -> Result<(), DbErr> {
+    tx.changes_memberships(user_id);
     tx.execute(
         "INSERT INTO room_memberships \
          (room_id, user_id, membership, event_id, stream_ordering, forgotten) \
@@ -77,6 +131,7 @@ pub async fn set(
 /// Forgets a user's membership: state resolution removed their member
 /// event from the room's current state.
 pub async fn remove(tx: &Tx, room_id: &str, user_id: &str) -> Result<(), DbErr> {
+    tx.changes_memberships(user_id);
     tx.execute(
         "DELETE FROM room_memberships WHERE room_id = $1 AND user_id = $2",
         [room_id.into(), user_id.into()],
@@ -148,19 +203,32 @@ pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<bool, DbErr
             [true.into(), room_id.into(), user_id.into()],
         )
         .await?;
+    db.memberships().invalidate(user_id);
     Ok(n > 0)
 }
 
-/// Every membership of a user, whatever its value (sync sorts them).
-pub async fn all_of_user(db: &Db, user_id: &str) -> Result<Vec<MembershipRow>, DbErr> {
-    db.query_all(
-        &format!("SELECT {COLS} FROM room_memberships WHERE user_id = $1 ORDER BY stream_ordering"),
-        [user_id.into()],
-    )
-    .await?
-    .iter()
-    .map(row)
-    .collect()
+/// Every membership of a user, whatever its value (sync sorts them), in
+/// the order of their stream positions. Cached: a membership written
+/// through this module is seen here once its transaction commits.
+pub async fn all_of_user(db: &Db, user_id: &str) -> Result<Arc<Vec<MembershipRow>>, DbErr> {
+    let (generation, cached) = db.memberships().get(user_id);
+    if let Some(rows) = cached {
+        return Ok(rows);
+    }
+    let rows: Vec<MembershipRow> = db
+        .query_all(
+            &format!(
+                "SELECT {COLS} FROM room_memberships WHERE user_id = $1 ORDER BY stream_ordering"
+            ),
+            [user_id.into()],
+        )
+        .await?
+        .iter()
+        .map(row)
+        .collect::<Result<_, _>>()?;
+    let rows = Arc::new(rows);
+    db.memberships().put(generation, user_id, rows.clone());
+    Ok(rows)
 }
 
 /// Joined and invited member counts of each of `rooms` (absent: none).
@@ -228,4 +296,68 @@ pub async fn hero_candidates(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::test_db;
+
+    async fn of(db: &Db, user_id: &str) -> Vec<(String, String, bool)> {
+        all_of_user(db, user_id)
+            .await
+            .expect("memberships")
+            .iter()
+            .map(|m| (m.room_id.clone(), m.membership.clone(), m.forgotten))
+            .collect()
+    }
+
+    async fn write(db: &Db, room_id: &str, membership: &str, stream: i64, commit: bool) {
+        let tx = db.begin_write().await.expect("tx");
+        set(&tx, room_id, "@u:x", membership, "$e", stream)
+            .await
+            .expect("set");
+        if commit {
+            tx.commit().await.expect("commit");
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_memberships_follow_every_committed_change() {
+        let db = test_db().await;
+        assert_eq!(of(&db, "@u:x").await, []);
+        write(&db, "!a:x", "join", 1, true).await;
+        let joined = vec![("!a:x".to_owned(), "join".to_owned(), false)];
+        assert_eq!(of(&db, "@u:x").await, joined);
+        // Served from the cache now; a rolled-back change leaves it as is.
+        write(&db, "!a:x", "leave", 2, false).await;
+        assert_eq!(of(&db, "@u:x").await, joined);
+        write(&db, "!a:x", "leave", 2, true).await;
+        assert_eq!(
+            of(&db, "@u:x").await,
+            [("!a:x".to_owned(), "leave".to_owned(), false)]
+        );
+        assert!(forget(&db, "!a:x", "@u:x").await.expect("forget"));
+        assert_eq!(
+            of(&db, "@u:x").await,
+            [("!a:x".to_owned(), "leave".to_owned(), true)]
+        );
+        let tx = db.begin_write().await.expect("tx");
+        remove(&tx, "!a:x", "@u:x").await.expect("remove");
+        tx.commit().await.expect("commit");
+        assert_eq!(of(&db, "@u:x").await, []);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_began_before_an_invalidation_is_not_cached() {
+        let db = test_db().await;
+        let cache = db.memberships();
+        let (generation, _) = cache.get("@u:x");
+        cache.invalidate("@v:x");
+        cache.put(generation, "@u:x", Arc::new(Vec::new()));
+        assert!(cache.get("@u:x").1.is_none());
+        let (generation, _) = cache.get("@u:x");
+        cache.put(generation, "@u:x", Arc::new(Vec::new()));
+        assert!(cache.get("@u:x").1.is_some());
+    }
 }

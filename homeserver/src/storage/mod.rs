@@ -3,7 +3,6 @@
 //! `storage/`; nothing else writes it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -54,7 +53,7 @@ pub mod txn_ids;
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DbConn,
-    tokens: Arc<accounts::TokenCache>,
+    memory: Arc<InMemory>,
     /// Read snapshots may hold all connections but one: code holding one
     /// that reads or writes on the pool besides (a bug, but a quiet one)
     /// then still gets a connection instead of waiting for ever.
@@ -92,7 +91,7 @@ impl Db {
                 snapshot: None,
                 stands_in_for_snapshot: false,
             },
-            tokens: Arc::default(),
+            memory: Arc::default(),
             snapshot_permits: Arc::new(Semaphore::new(
                 usize::try_from(max_connections.saturating_sub(1)).unwrap_or(0),
             )),
@@ -125,7 +124,7 @@ impl Db {
                     _permit: permit,
                 })),
             },
-            tokens: self.tokens.clone(),
+            memory: self.memory.clone(),
             snapshot_permits: self.snapshot_permits.clone(),
         })
     }
@@ -139,9 +138,19 @@ impl Db {
         &self.conn.pool
     }
 
+    /// The committed stream positions (see `streams`).
+    pub(crate) fn committed_positions(&self) -> &streams::Committed {
+        &self.memory.positions
+    }
+
     /// The sessions of recently used access tokens (see `accounts`).
     pub(crate) fn tokens(&self) -> &accounts::TokenCache {
-        &self.tokens
+        &self.memory.tokens
+    }
+
+    /// Users' memberships as sync reads them (see `memberships`).
+    pub(crate) fn memberships(&self) -> &memberships::Cache {
+        &self.memory.memberships
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -169,8 +178,29 @@ impl Db {
 pub struct Tx {
     inner: DatabaseTransaction,
     backend: DbBackend,
-    tokens: Arc<accounts::TokenCache>,
-    revokes_tokens: AtomicBool,
+    memory: Arc<InMemory>,
+    /// What the copies in `memory` must follow once this commits.
+    changes: std::sync::Mutex<Changes>,
+}
+
+/// What the database keeps copies of in memory, shared by every handle:
+/// each has one owner module, and transactions keep them in step
+/// ([`Changes`]).
+#[derive(Debug, Default)]
+struct InMemory {
+    tokens: accounts::TokenCache,
+    positions: streams::Committed,
+    memberships: memberships::Cache,
+}
+
+/// What a write transaction changed of what is kept in memory.
+#[derive(Debug, Default)]
+struct Changes {
+    revokes_tokens: bool,
+    /// Stream positions taken.
+    positions: Vec<(streams::Stream, i64)>,
+    /// Users whose memberships changed.
+    memberships: Vec<String>,
 }
 
 impl Db {
@@ -182,8 +212,8 @@ impl Db {
         Ok(Tx {
             inner: self.begin_immediate().await?,
             backend: self.backend(),
-            tokens: self.tokens.clone(),
-            revokes_tokens: AtomicBool::new(false),
+            memory: self.memory.clone(),
+            changes: std::sync::Mutex::default(),
         })
     }
 
@@ -212,18 +242,51 @@ impl Tx {
     /// (default `synchronous_commit`) the data is on disk when this returns.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.inner.commit().await?;
-        if self.revokes_tokens.load(Ordering::Relaxed) {
-            self.tokens.invalidate();
+        let changes = self
+            .changes
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if changes.revokes_tokens {
+            self.memory.tokens.invalidate();
+        }
+        // Memberships before positions: a reader that sees a position
+        // finds the memberships that came with it.
+        for user_id in &changes.memberships {
+            self.memory.memberships.invalidate(user_id);
+        }
+        for (stream, position) in changes.positions {
+            self.memory.positions.publish(stream, position);
         }
         Ok(())
+    }
+
+    fn changes(&self) -> std::sync::MutexGuard<'_, Changes> {
+        // No critical section can panic half-way.
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a stream position this transaction took, for readers to
+    /// see once it commits.
+    pub(crate) fn publishes_position(&self, stream: streams::Stream, position: i64) {
+        self.changes().positions.push((stream, position));
+    }
+
+    /// Records that this transaction changes `user_id`'s memberships: the
+    /// cached ones are dropped now and again once it commits (a read
+    /// meanwhile still finds the old ones in the database).
+    pub(crate) fn changes_memberships(&self, user_id: &str) {
+        self.memory.memberships.invalidate(user_id);
+        self.changes().memberships.push(user_id.to_owned());
     }
 
     /// Marks this transaction as revoking access tokens: cached sessions
     /// are dropped now and again once it commits (a lookup running
     /// meanwhile still reads them as valid from the database).
     pub(crate) fn revokes_tokens(&self) {
-        self.tokens.invalidate();
-        self.revokes_tokens.store(true, Ordering::Relaxed);
+        self.memory.tokens.invalidate();
+        self.changes().revokes_tokens = true;
     }
 }
 
@@ -455,6 +518,12 @@ pub async fn delete_in_chunks(db: &Db, delete: &str, key: &str, ids: &[i64]) -> 
 /// of the storage modules.
 #[cfg(test)]
 pub(crate) async fn test_db() -> Db {
+    test_db_with_url().await.0
+}
+
+/// [`test_db`], and the URL of its file (for a second handle on it).
+#[cfg(test)]
+pub(crate) async fn test_db_with_url() -> (Db, String) {
     use std::sync::Once;
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -470,11 +539,10 @@ pub(crate) async fn test_db() -> Db {
         crate::time::now_ms(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    let db = Db::connect(&format!("sqlite://{}?mode=rwc", path.display()), 4)
-        .await
-        .expect("connect");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let db = Db::connect(&url, 4).await.expect("connect");
     db.migrate().await.expect("migrate");
-    db
+    (db, url)
 }
 
 /// Deletes `myelin_unit_*` database files (and their WAL and shared-memory

@@ -59,7 +59,7 @@ pub async fn set(db: &Db, r: &NewReceipt<'_>) -> Result<Option<i64>, DbErr> {
     let tx = db.begin_write().await?;
     // Taking the position first serialises receipt writers (see `streams`),
     // so the comparison below cannot race with another writer of the row.
-    let position = streams::next_position(db, tx.sql_connection(), Stream::Receipts).await?;
+    let position = streams::next_position(&tx, Stream::Receipts).await?;
     let current = tx
         .query_one(
             "SELECT event_stream_ordering FROM receipts \

@@ -9,10 +9,19 @@
 //! order: once a reader sees position P committed, no change with a
 //! position below P can still appear, and "changed after P" never misses
 //! a late commit.
+//!
+//! The committed positions are also kept in memory ([`Committed`]): a
+//! transaction that took positions publishes them once it commits, so
+//! sync reads its token without a query (every sync does, and a long-poll
+//! that finds nothing new does nothing else). This holds because this
+//! process is the database's only writer.
 
-use sea_orm::{ConnectionTrait, DbErr};
+use std::sync::atomic::{AtomicI64, Ordering};
 
-use super::Db;
+use sea_orm::DbErr;
+use tokio::sync::OnceCell;
+
+use super::{Db, Tx};
 use crate::storage::Sql as _;
 
 /// A stream of changes with its own positions.
@@ -34,6 +43,15 @@ pub enum Stream {
 }
 
 impl Stream {
+    const ALL: [Stream; 6] = [
+        Stream::AccountData,
+        Stream::Receipts,
+        Stream::ToDevice,
+        Stream::ToDeviceOutbox,
+        Stream::DeviceLists,
+        Stream::Backfill,
+    ];
+
     fn key(self) -> &'static str {
         match self {
             Stream::AccountData => "account_data",
@@ -46,70 +64,84 @@ impl Stream {
     }
 }
 
+/// The latest committed position of each stream, shared by every handle
+/// of one [`Db`].
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    positions: [AtomicI64; Stream::ALL.len()],
+    /// Set once the table was read (on first use).
+    loaded: OnceCell<()>,
+}
+
+impl Committed {
+    /// Records positions whose transaction committed. Writers of a stream
+    /// commit in position order, but may publish out of it: the maximum
+    /// is what is committed.
+    pub(crate) fn publish(&self, stream: Stream, position: i64) {
+        self.positions[stream as usize].fetch_max(position, Ordering::AcqRel);
+    }
+
+    async fn current(&self, db: &Db, stream: Stream) -> Result<i64, DbErr> {
+        self.loaded
+            .get_or_try_init(|| async {
+                for row in db
+                    .query_all("SELECT stream, position FROM stream_positions", [])
+                    .await?
+                {
+                    let key: String = row.try_get("", "stream")?;
+                    if let Some(stream) = Stream::ALL.into_iter().find(|s| s.key() == key) {
+                        self.publish(stream, row.try_get("", "position")?);
+                    }
+                }
+                Ok::<_, DbErr>(())
+            })
+            .await?;
+        Ok(self.positions[stream as usize].load(Ordering::Acquire))
+    }
+}
+
 /// Advances `stream` and returns its new position (the first is 1), as part
 /// of the caller's transaction `txn`. An upsert with `RETURNING`, which both
 /// SQLite (3.35+) and PostgreSQL run in one statement, so the row need not
 /// exist beforehand.
-pub async fn next_position(
-    db: &Db,
-    txn: &impl ConnectionTrait,
-    stream: Stream,
-) -> Result<i64, DbErr> {
-    let row = txn
-        .query_one_raw(db.stmt(
-            "INSERT INTO stream_positions (stream, position) VALUES ($1, 1) \
-             ON CONFLICT (stream) DO UPDATE SET position = stream_positions.position + 1 \
-             RETURNING position",
-            [stream.key().into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::Custom("stream position upsert returned no row".to_owned()))?;
-    row.try_get("", "position")
+pub async fn next_position(tx: &Tx, stream: Stream) -> Result<i64, DbErr> {
+    take_positions(tx, stream, 1).await
 }
 
 /// Advances `stream` by `n` (at least 1) at once and returns its new
 /// position: the positions `new - n + 1 ..= new` are the caller's.
-pub async fn take_positions(
-    db: &Db,
-    txn: &impl ConnectionTrait,
-    stream: Stream,
-    n: i64,
-) -> Result<i64, DbErr> {
+pub async fn take_positions(tx: &Tx, stream: Stream, n: i64) -> Result<i64, DbErr> {
     let n = n.max(1);
-    let row = txn
-        .query_one_raw(db.stmt(
+    let row = tx
+        .query_one(
             "INSERT INTO stream_positions (stream, position) VALUES ($1, $2) \
              ON CONFLICT (stream) DO UPDATE SET position = stream_positions.position + $2 \
              RETURNING position",
             [stream.key().into(), n.into()],
-        ))
+        )
         .await?
         .ok_or_else(|| DbErr::Custom("stream position upsert returned no row".to_owned()))?;
-    row.try_get("", "position")
+    let position = row.try_get("", "position")?;
+    tx.publishes_position(stream, position);
+    Ok(position)
 }
 
-/// The latest committed positions of `wanted`, in order, from one read of
-/// the table (a handful of rows): a sync token needs several at once, on
-/// every sync.
-pub async fn current_positions<const N: usize>(
+/// The latest committed positions of `wanted`, in order, from memory: a
+/// sync token needs several at once, on every sync. Only what this
+/// process committed (besides what the table held at the first call).
+pub async fn committed_positions<const N: usize>(
     db: &Db,
     wanted: [Stream; N],
 ) -> Result<[i64; N], DbErr> {
-    let rows = db
-        .query_all("SELECT stream, position FROM stream_positions", [])
-        .await?;
     let mut out = [0; N];
-    for row in rows {
-        let stream: String = row.try_get("", "stream")?;
-        if let Some(i) = wanted.iter().position(|w| w.key() == stream) {
-            out[i] = row.try_get("", "position")?;
-        }
+    for (slot, stream) in out.iter_mut().zip(wanted) {
+        *slot = db.committed_positions().current(db, stream).await?;
     }
     Ok(out)
 }
 
-/// The latest committed position of `stream` (0 before any change): what a
-/// sync token records so the next sync can ask for changes after it.
+/// The latest committed position of `stream` (0 before any change), read
+/// from the table.
 pub async fn current_position(db: &Db, stream: Stream) -> Result<i64, DbErr> {
     let row = db
         .query_one(
@@ -145,11 +177,11 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let mut taken = Vec::new();
                 for _ in 0..EACH {
-                    let txn = db.begin_immediate().await.expect("begin");
-                    let p = next_position(&db, &txn, Stream::AccountData)
+                    let tx = db.begin_write().await.expect("begin");
+                    let p = next_position(&tx, Stream::AccountData)
                         .await
                         .expect("next position");
-                    txn.commit().await.expect("commit");
+                    tx.commit().await.expect("commit");
                     taken.push(p);
                 }
                 taken
@@ -168,15 +200,52 @@ mod tests {
             Some(WRITERS * EACH)
         );
 
-        // A rolled-back transaction does not advance the stream.
-        let txn = db.begin_immediate().await.expect("begin");
-        next_position(&db, &txn, Stream::AccountData)
+        // A position is not current before its transaction commits, and
+        // a rolled-back transaction does not advance the stream.
+        let tx = db.begin_write().await.expect("begin");
+        next_position(&tx, Stream::AccountData)
             .await
             .expect("next position");
-        txn.rollback().await.expect("rollback");
+        assert_eq!(
+            committed_positions(&db, [Stream::AccountData]).await.ok(),
+            Some([WRITERS * EACH])
+        );
+        drop(tx);
+        let tx = db.begin_write().await.expect("begin");
+        let top = take_positions(&tx, Stream::AccountData, 5)
+            .await
+            .expect("positions");
+        assert_eq!(top, WRITERS * EACH + 5);
+        tx.commit().await.expect("commit");
+        assert_eq!(
+            committed_positions(&db, [Stream::AccountData]).await.ok(),
+            Some([top])
+        );
         assert_eq!(
             current_position(&db, Stream::AccountData).await.ok(),
-            Some(WRITERS * EACH)
+            Some(top)
+        );
+    }
+
+    /// Positions kept in memory start from the table: a restarted server
+    /// goes on from what was committed before.
+    #[tokio::test]
+    async fn a_new_handle_reads_the_committed_positions_from_the_table() {
+        let (db, url) = crate::storage::test_db_with_url().await;
+        for stream in [Stream::Receipts, Stream::Receipts, Stream::ToDevice] {
+            let tx = db.begin_write().await.expect("begin");
+            next_position(&tx, stream).await.expect("position");
+            tx.commit().await.expect("commit");
+        }
+        let again = Db::connect(&url, 2).await.expect("connect");
+        assert_eq!(
+            committed_positions(
+                &again,
+                [Stream::Receipts, Stream::ToDevice, Stream::DeviceLists]
+            )
+            .await
+            .ok(),
+            Some([2, 1, 0])
         );
     }
 }

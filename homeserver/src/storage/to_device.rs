@@ -94,14 +94,13 @@ pub async fn prune_txns(
 /// Stores the messages of one send from `sender` and returns their stream
 /// position, in the caller's transaction.
 pub async fn store(
-    db: &Db,
     tx: &Tx,
     sender: &str,
     event_type: &str,
     local: &[InboxMessage],
     remote: &[OutboxMessage],
 ) -> Result<i64, DbErr> {
-    let position = streams::next_position(db, tx.sql_connection(), Stream::ToDevice).await?;
+    let position = streams::next_position(tx, Stream::ToDevice).await?;
     for m in local {
         tx.execute(
             "INSERT INTO to_device_inbox \
@@ -126,7 +125,7 @@ pub async fn store(
              (stream_position, destination, sender, event_type, message_id, messages) \
              VALUES ($1, $2, $3, $4, $5, $6)",
             [
-                streams::next_position(db, tx.sql_connection(), Stream::ToDeviceOutbox)
+                streams::next_position(tx, Stream::ToDeviceOutbox)
                     .await?
                     .into(),
                 m.destination.as_str().into(),

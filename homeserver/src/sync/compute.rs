@@ -51,15 +51,15 @@ pub struct SyncParams<'a> {
     pub filter: &'a FilterDefinition,
 }
 
-/// The positions of every stream now: the `next_batch` of a response. The
-/// positions kept in memory are read before any from `db`, so that when
-/// `db` is a fresh read snapshot (which starts at its first read) it holds
-/// everything up to them.
+/// The positions of every stream now: the `next_batch` of a response.
+/// All are kept in memory (`db` is read once, for the first), each
+/// published once what it counts is committed: a read snapshot taken
+/// after this call holds everything up to them.
 pub async fn current_token(state: &AppState, db: &Db) -> Result<SyncToken, ApiError> {
     let timeline = state.rooms().streams(db).await?.current();
     let typing = i64::try_from(state.typing().position()).unwrap_or(i64::MAX);
     let presence = i64::try_from(state.presence().position()).unwrap_or(i64::MAX);
-    let [account_data, receipts, to_device, device_lists] = streams::current_positions(
+    let [account_data, receipts, to_device, device_lists] = streams::committed_positions(
         db,
         [
             Stream::AccountData,

@@ -11,6 +11,7 @@
 //! its to-device position (they are deleted once, before the first
 //! computation): the client only sends a token it received.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -123,7 +124,7 @@ enum Empty {
 async fn answer(
     state: &AppState,
     params: &SyncParams<'_>,
-    rows: Vec<memberships::MembershipRow>,
+    rows: Arc<Vec<memberships::MembershipRow>>,
 ) -> Result<RumaResponse<sync_events::Response>, ApiError> {
     respond(state, params, rows, Empty::Answer)
         .await?
@@ -132,7 +133,7 @@ async fn answer(
 }
 
 /// The response for the streams' positions now, read from one snapshot
-/// (released before any wait). With [`Empty::Wait`], `None` when nothing
+/// taken after them (released before any wait). With [`Empty::Wait`], `None` when nothing
 /// is new: when no stream moved past the token (every change moves one,
 /// so the response would be empty: a client long-polling a busy server
 /// finds itself here after most responses, and nothing is computed), or
@@ -140,16 +141,18 @@ async fn answer(
 async fn respond(
     state: &AppState,
     params: &SyncParams<'_>,
-    rows: Vec<memberships::MembershipRow>,
+    rows: Arc<Vec<memberships::MembershipRow>>,
     empty: Empty,
 ) -> Result<Option<sync_events::Response>, ApiError> {
+    // The positions are kept in memory, and published once committed: a
+    // snapshot taken after reading them holds everything up to them.
+    let now = sync::current_token(state, state.db()).await?;
+    if empty == Empty::Wait && params.since == Some(now) {
+        return Ok(None);
+    }
     let snapshot = state.db().read_snapshot().await?;
     storage::holding_snapshot(async {
-        let now = sync::current_token(state, &snapshot).await?;
-        if empty == Empty::Wait && params.since == Some(now) {
-            return Ok(None);
-        }
-        let resp = compute(state, &snapshot, params, rows, now).await?;
+        let resp = compute(state, &snapshot, params, Arc::unwrap_or_clone(rows), now).await?;
         if empty == Empty::Wait && sync::is_empty(&resp) {
             return Ok(None);
         }

@@ -107,8 +107,8 @@ impl RoomGuard<'_> {
         ready.sort_by_key(Pdu::depth);
 
         let n = i64::try_from(ready.len()).unwrap_or(i64::MAX);
-        let tx = db.begin_immediate().await?;
-        let top = streams::take_positions(db, &tx, Stream::Backfill, n).await?;
+        let tx = db.begin_write().await?;
+        let top = streams::take_positions(&tx, Stream::Backfill, n).await?;
         tx.commit().await?;
 
         let mut stored = 0;

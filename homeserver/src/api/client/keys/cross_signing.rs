@@ -178,9 +178,9 @@ pub async fn upload_keys(
     }
     // Other servers see the master and self-signing keys only.
     if uploads.iter().any(|u| u.key_type != "user_signing") {
-        device_list_outbox::record(state.db(), &tx, user, Change::SigningKeys).await?;
+        device_list_outbox::record(&tx, user, Change::SigningKeys).await?;
     } else {
-        device_lists::record(state.db(), &tx, user).await?;
+        device_lists::record(&tx, user).await?;
     }
     tx.commit().await?;
     e2ee::device_lists_changed(&state, &auth.user_id).await?;
@@ -407,14 +407,14 @@ pub async fn upload_signatures(
         if user_changed {
             if !signed_devices.is_empty() {
                 let change = Change::Devices(&signed_devices);
-                device_list_outbox::record(state.db(), &tx, user.as_str(), change).await?;
+                device_list_outbox::record(&tx, user.as_str(), change).await?;
             }
             if signed_master {
                 let change = Change::SigningKeys;
-                device_list_outbox::record(state.db(), &tx, user.as_str(), change).await?;
+                device_list_outbox::record(&tx, user.as_str(), change).await?;
             }
             if signed_devices.is_empty() && !signed_master {
-                device_lists::record(state.db(), &tx, user.as_str()).await?;
+                device_lists::record(&tx, user.as_str()).await?;
             }
             changed_users.push(user.clone());
         }

@@ -72,7 +72,7 @@ pub async fn put(
         ));
     }
     dehydrated_devices::set(&tx, user, device, &device_data.to_string()).await?;
-    list_changed |= store_upload(db, &tx, user, device, &upload).await?;
+    list_changed |= store_upload(&tx, user, device, &upload).await?;
     tx.commit().await?;
     if list_changed {
         e2ee::device_lists_changed(&state, &auth.user_id).await?;

@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::storage::device_list_outbox::{self, Change};
 use crate::storage::device_lists;
 use crate::storage::one_time_keys::{self, Key};
-use crate::storage::{Db, Tx, cross_signing, device_keys as stored_keys};
+use crate::storage::{Tx, cross_signing, device_keys as stored_keys};
 use crate::sync::SyncToken;
 
 /// The most one-time or fallback keys one upload may carry: clients upload
@@ -133,7 +133,6 @@ pub(super) fn check_upload(
 /// are a device-list change, recorded here: `true` means wake the user's
 /// rooms (`e2ee::device_lists_changed`) after the commit.
 pub(super) async fn store_upload(
-    db: &Db,
     tx: &Tx,
     user: &str,
     device: &str,
@@ -145,7 +144,7 @@ pub(super) async fn store_upload(
         if stored_keys::get(tx, user, device).await?.as_deref() != Some(text.as_str()) {
             stored_keys::set(tx, user, device, &text).await?;
             let device = [device.to_owned()];
-            device_list_outbox::record(db, tx, user, Change::Devices(&device)).await?;
+            device_list_outbox::record(tx, user, Change::Devices(&device)).await?;
             list_changed = true;
         }
     }
@@ -187,7 +186,7 @@ pub async fn upload(
         &req.fallback_keys,
     )?;
     let tx = state.db().begin_write().await?;
-    let list_changed = store_upload(state.db(), &tx, user, device, &upload).await?;
+    let list_changed = store_upload(&tx, user, device, &upload).await?;
     tx.commit().await?;
     if list_changed {
         e2ee::device_lists_changed(&state, &auth.user_id).await?;

@@ -116,7 +116,6 @@ pub async fn send(
         return Ok(RumaResponse(send_event_to_device::v3::Response::new()));
     }
     to_device::store(
-        state.db(),
         &tx,
         auth.user_id.as_str(),
         &req.event_type.to_string(),
