@@ -178,10 +178,11 @@ impl Presence {
         self.lock().users.get(user).map(|e| Snapshot::of(user, e))
     }
 
-    /// The users whose presence changed after position `since`, or, when
-    /// `since` is 0 or ahead of [`Self::position`] (an initial sync, a
+    /// The users whose presence changed after position `since` and up to
+    /// `until` (a later change is for the sync whose token covers it), or,
+    /// when `since` is 0 or ahead of [`Self::position`] (an initial sync, a
     /// restart), everyone who is not offline.
-    pub fn changed_since(&self, since: u64) -> Vec<Snapshot> {
+    pub fn changed_since(&self, since: u64, until: u64) -> Vec<Snapshot> {
         let state = self.lock();
         let full = since == 0 || since > state.position;
         state
@@ -191,7 +192,7 @@ impl Presence {
                 if full {
                     e.presence != PresenceState::Offline
                 } else {
-                    e.changed_at > since
+                    e.changed_at > since && e.changed_at <= until
                 }
             })
             .map(|(u, e)| Snapshot::of(u, e))
@@ -499,6 +500,7 @@ pub async fn fill_sync(
     db: &crate::storage::Db,
     user: &UserId,
     since: Option<i64>,
+    until: i64,
     filter: &ruma::api::client::filter::Filter,
     presence: &mut ruma::api::client::sync::sync_events::v3::Presence,
 ) -> Result<(), ApiError> {
@@ -506,7 +508,8 @@ pub async fn fill_sync(
         return Ok(());
     }
     let since = since.map_or(0, |s| u64::try_from(s).unwrap_or(0));
-    let mut changed = state.presence().changed_since(since);
+    let until = u64::try_from(until).unwrap_or(0);
+    let mut changed = state.presence().changed_since(since, until);
     changed.retain(|s| {
         crate::sync::filter::matches(
             filter.types.as_deref(),
@@ -564,7 +567,7 @@ mod tests {
         );
         assert_eq!(state_of(&p, alice), PresenceState::Online);
         let p1 = p.position();
-        assert_eq!(p.changed_since(0).len(), 1);
+        assert_eq!(p.changed_since(0, p1).len(), 1);
         // A second concurrent sync changes nothing.
         assert_eq!(
             p.sync_started(alice, &PresenceState::Online, 2_000),
@@ -581,8 +584,12 @@ mod tests {
         assert_eq!(p.expire(430_000, here).0, vec![alice.to_owned()]);
         assert_eq!(state_of(&p, alice), PresenceState::Offline);
         // An incremental sync sees the change; a restart's sync sees nobody.
-        assert_eq!(p.changed_since(p1).len(), 1);
-        assert!(p.changed_since(p.position() + 1).is_empty());
+        assert_eq!(p.changed_since(p1, p.position()).len(), 1);
+        assert!(
+            p.changed_since(p1, p1).is_empty(),
+            "changed after the token"
+        );
+        assert!(p.changed_since(p.position() + 1, u64::MAX).is_empty());
         // `set_presence=offline` does not count as syncing.
         assert_eq!(
             p.sync_started(alice, &PresenceState::Offline, 500_000),

@@ -415,7 +415,12 @@ impl<'a> RoomGuard<'a> {
             None
         };
         let reservation = if timeline {
-            Some(self.service.streams(db).await?.reserve())
+            Some(
+                self.service
+                    .streams(db)
+                    .await?
+                    .reserve(pdu.state_key().is_some()),
+            )
         } else {
             None
         };

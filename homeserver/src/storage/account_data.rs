@@ -6,6 +6,11 @@
 //! Every write takes a new [`Stream::AccountData`] position in the same
 //! transaction, and the row records it: sync asks [`changed_since`] for the
 //! rows of a user written after the position its token holds.
+//!
+//! Global account data read by [`get`] is cached (every sync reads the
+//! ignored-user list); [`update`], the only writer, drops what it changes.
+
+use std::sync::Arc;
 
 use sea_orm::DbErr;
 
@@ -46,6 +51,20 @@ fn rows(found: Vec<sea_orm::QueryResult>) -> Result<Vec<AccountDataRow>, DbErr> 
         .collect()
 }
 
+/// Global account data entries cached at most.
+const CACHED_ENTRIES: usize = 20_000;
+
+/// Global account data by user and type (`None`: not set), as [`get`]
+/// reads it.
+#[derive(Debug)]
+pub(crate) struct Cache(super::cache::Cache<(String, String), Option<Arc<str>>>);
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self(super::cache::Cache::new(CACHED_ENTRIES))
+    }
+}
+
 /// The content of one piece of account data, if set.
 pub async fn get(
     db: &Db,
@@ -53,13 +72,27 @@ pub async fn get(
     room_id: Option<&str>,
     event_type: &str,
 ) -> Result<Option<String>, DbErr> {
-    let row = db
+    let key = (user_id.to_owned(), event_type.to_owned());
+    let cache = &db.account_data().0;
+    let generation = match room_id {
+        Some(_) => None,
+        None => match cache.get(&key) {
+            (_, Some(content)) => return Ok(content.map(|c| c.to_string())),
+            (generation, None) => Some(generation),
+        },
+    };
+    let content: Option<String> = db
         .query_one(
             "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3",
             [user_id.into(), room_key(room_id).into(), event_type.into()],
         )
-        .await?;
-    row.map(|r| r.try_get("", "content")).transpose()
+        .await?
+        .map(|r| r.try_get("", "content"))
+        .transpose()?;
+    if let Some(generation) = generation {
+        cache.put(generation, key, content.as_deref().map(Arc::from));
+    }
+    Ok(content)
 }
 
 /// Sets one piece of account data, replacing any previous content, and
@@ -122,7 +155,17 @@ where
         ],
     )
     .await?;
+    // Dropped before the commit and after it: a read in between may still
+    // find the old content in the database.
+    let key = (user_id.to_owned(), event_type.to_owned());
+    let cache = &db.account_data().0;
+    if room_id.is_none() {
+        cache.invalidate(&key);
+    }
     tx.commit().await?;
+    if room_id.is_none() {
+        cache.invalidate(&key);
+    }
     Ok(position)
 }
 
@@ -172,6 +215,34 @@ pub async fn changed_since(
 mod tests {
     use super::*;
     use crate::storage::{push_rules, test_db};
+
+    #[tokio::test]
+    async fn cached_global_reads_follow_every_update() {
+        let db = test_db().await;
+        user(&db, "@u:x").await;
+        let read = || get(&db, "@u:x", None, "t");
+        assert_eq!(read().await.expect("get"), None);
+        set(&db, "@u:x", None, "t", r#"{"a":1}"#)
+            .await
+            .expect("set");
+        assert_eq!(read().await.expect("get").as_deref(), Some(r#"{"a":1}"#));
+        set(&db, "@u:x", None, "t", r#"{"a":2}"#)
+            .await
+            .expect("set");
+        assert_eq!(read().await.expect("get").as_deref(), Some(r#"{"a":2}"#));
+        // A refused change writes nothing, and the read stays right.
+        let refused = update(&db, "@u:x", None, "t", |_| {
+            Err::<String, DbErr>(DbErr::Custom("no".to_owned()))
+        })
+        .await;
+        assert!(refused.is_err());
+        assert_eq!(read().await.expect("get").as_deref(), Some(r#"{"a":2}"#));
+        // Room account data of the same type is another entry.
+        set(&db, "@u:x", Some("!r:x"), "t", r#"{"room":1}"#)
+            .await
+            .expect("set");
+        assert_eq!(read().await.expect("get").as_deref(), Some(r#"{"a":2}"#));
+    }
 
     async fn user(db: &Db, user_id: &str) {
         db.execute(

@@ -261,6 +261,36 @@ pub async fn get_many_by_nid(db: &Db, nids: &[i64]) -> Result<Vec<EventRow>, DbE
     Ok(out)
 }
 
+/// The current member events of `users` in `rooms` (those that have one),
+/// read with the state entries that point at them.
+pub async fn current_member_events(
+    db: &Db,
+    rooms: &[&str],
+    users: &[&str],
+) -> Result<Vec<EventRow>, DbErr> {
+    let mut out = Vec::new();
+    let cols = cols_of("e");
+    for room_chunk in rooms.chunks(IN_CHUNK / 2) {
+        for user_chunk in users.chunks(IN_CHUNK / 2) {
+            let sql = format!(
+                "SELECT {cols} FROM current_state c JOIN events e ON e.event_nid = c.event_nid \
+                 WHERE c.event_type = 'm.room.member' AND c.room_id IN ({}) \
+                 AND c.state_key IN ({})",
+                in_list(1, room_chunk.len()),
+                in_list(1 + room_chunk.len(), user_chunk.len())
+            );
+            let values = room_chunk
+                .iter()
+                .chain(user_chunk.iter())
+                .map(|v| (*v).into());
+            for r in &db.query_all(&sql, values).await? {
+                out.push(row(r)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The state events of `rooms` sent at positions in `(after, until]` that
 /// are still part of their room's current state: what changed in the
 /// rooms' state over that range, by the events that hold it now.

@@ -9,8 +9,7 @@
 //! Each user's memberships, which every sync reads before anything else,
 //! are cached ([`Cache`]); every write here drops the user's entry.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use sea_orm::DbErr;
 
@@ -40,50 +39,23 @@ fn row(r: &sea_orm::QueryResult) -> Result<MembershipRow, DbErr> {
     })
 }
 
-/// Users whose memberships are cached at most; past it the cache starts
-/// again.
+/// Users whose memberships are cached at most.
 const CACHED_USERS: usize = 10_000;
 
 /// Every membership of recently syncing users, as [`all_of_user`] reads
 /// them.
-#[derive(Debug, Default)]
-pub(crate) struct Cache(Mutex<Cached>);
+#[derive(Debug)]
+pub(crate) struct Cache(super::cache::Cache<String, Arc<Vec<MembershipRow>>>);
 
-#[derive(Debug, Default)]
-struct Cached {
-    /// Bumped by every invalidation: a read that began before one may
-    /// hold what it dropped, and is not cached.
-    generation: u64,
-    by_user: HashMap<String, Arc<Vec<MembershipRow>>>,
+impl Default for Cache {
+    fn default() -> Self {
+        Self(super::cache::Cache::new(CACHED_USERS))
+    }
 }
 
 impl Cache {
-    fn lock(&self) -> MutexGuard<'_, Cached> {
-        // No critical section can panic half-way.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get(&self, user_id: &str) -> (u64, Option<Arc<Vec<MembershipRow>>>) {
-        let cached = self.lock();
-        (cached.generation, cached.by_user.get(user_id).cloned())
-    }
-
-    /// Caches rows read at `generation`, unless an invalidation came since.
-    fn put(&self, generation: u64, user_id: &str, rows: Arc<Vec<MembershipRow>>) {
-        let mut cached = self.lock();
-        if cached.generation != generation {
-            return;
-        }
-        if cached.by_user.len() >= CACHED_USERS {
-            cached.by_user.clear();
-        }
-        cached.by_user.insert(user_id.to_owned(), rows);
-    }
-
     pub(crate) fn invalidate(&self, user_id: &str) {
-        let mut cached = self.lock();
-        cached.generation += 1;
-        cached.by_user.remove(user_id);
+        self.0.invalidate(user_id);
     }
 }
 
@@ -211,7 +183,7 @@ pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<bool, DbErr
 /// the order of their stream positions. Cached: a membership written
 /// through this module is seen here once its transaction commits.
 pub async fn all_of_user(db: &Db, user_id: &str) -> Result<Arc<Vec<MembershipRow>>, DbErr> {
-    let (generation, cached) = db.memberships().get(user_id);
+    let (generation, cached) = db.memberships().0.get(user_id);
     if let Some(rows) = cached {
         return Ok(rows);
     }
@@ -227,7 +199,9 @@ pub async fn all_of_user(db: &Db, user_id: &str) -> Result<Arc<Vec<MembershipRow
         .map(row)
         .collect::<Result<_, _>>()?;
     let rows = Arc::new(rows);
-    db.memberships().put(generation, user_id, rows.clone());
+    db.memberships()
+        .0
+        .put(generation, user_id.to_owned(), rows.clone());
     Ok(rows)
 }
 
@@ -346,18 +320,5 @@ mod tests {
         remove(&tx, "!a:x", "@u:x").await.expect("remove");
         tx.commit().await.expect("commit");
         assert_eq!(of(&db, "@u:x").await, []);
-    }
-
-    #[tokio::test]
-    async fn a_read_that_began_before_an_invalidation_is_not_cached() {
-        let db = test_db().await;
-        let cache = db.memberships();
-        let (generation, _) = cache.get("@u:x");
-        cache.invalidate("@v:x");
-        cache.put(generation, "@u:x", Arc::new(Vec::new()));
-        assert!(cache.get("@u:x").1.is_none());
-        let (generation, _) = cache.get("@u:x");
-        cache.put(generation, "@u:x", Arc::new(Vec::new()));
-        assert!(cache.get("@u:x").1.is_some());
     }
 }

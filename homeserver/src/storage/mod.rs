@@ -18,6 +18,7 @@ use sea_orm::{
 pub mod account_data;
 pub mod accounts;
 pub mod aliases;
+mod cache;
 pub mod cross_signing;
 pub mod dehydrated_devices;
 pub mod device_keys;
@@ -148,6 +149,11 @@ impl Db {
         &self.memory.tokens
     }
 
+    /// Global account data (see `account_data`).
+    pub(crate) fn account_data(&self) -> &account_data::Cache {
+        &self.memory.account_data
+    }
+
     /// Users' memberships as sync reads them (see `memberships`).
     pub(crate) fn memberships(&self) -> &memberships::Cache {
         &self.memory.memberships
@@ -191,6 +197,7 @@ struct InMemory {
     tokens: accounts::TokenCache,
     positions: streams::Committed,
     memberships: memberships::Cache,
+    account_data: account_data::Cache,
 }
 
 /// What a write transaction changed of what is kept in memory.

@@ -107,6 +107,11 @@ pub async fn compute(
 ) -> Result<sync_events::Response, ApiError> {
     let user = p.user_id.as_str();
     let since_tl = p.since.map(|s| s.timeline);
+    // State, memberships included, changes only with state events: none
+    // after this position (read after `now`, so it covers all up to it).
+    let state_until = now
+        .timeline
+        .min(state.rooms().streams(db).await?.last_state());
     let plan = plan(memberships, since_tl, now.timeline, p.full_state, p.filter);
     let limit = filter::timeline_limit(p.filter);
     let tl_filter = &p.filter.room.timeline;
@@ -306,7 +311,11 @@ pub async fn compute(
     // State changes of incremental rooms.
     if let Some(since) = since_tl {
         let incr_st: Vec<&str> = incr_ids.iter().copied().filter(|r| st_ok(r)).collect();
-        let changed = events::current_state_changed_in(db, &incr_st, (since, now.timeline)).await?;
+        let changed = if since < state_until {
+            events::current_state_changed_in(db, &incr_st, (since, state_until)).await?
+        } else {
+            Vec::new()
+        };
         let mut sent: HashSet<i64> = HashSet::new();
         for row in changed {
             let lazy_skip = lazy
@@ -331,16 +340,15 @@ pub async fn compute(
                 .map(String::as_str)
                 .collect();
             let users: Vec<&str> = users.into_iter().collect();
-            let mut nids = Vec::new();
-            for (room, member, nid) in state_store::current_members_of(db, &active, &users).await? {
-                if senders_of(&room).contains(&member)
-                    && !in_timeline(&room).contains(&nid)
-                    && sent.insert(nid)
+            for row in events::current_member_events(db, &active, &users).await? {
+                let member = row.state_key.as_deref().unwrap_or_default();
+                if senders_of(&row.room_id).contains(member)
+                    && !in_timeline(&row.room_id).contains(&row.event_nid)
+                    && sent.insert(row.event_nid)
                 {
-                    nids.push(nid);
+                    state_rows.push(row);
                 }
             }
-            state_rows.extend(events::get_many_by_nid(db, &nids).await?);
         }
     }
 
@@ -627,6 +635,7 @@ pub async fn compute(
         db,
         p.user_id,
         since_presence,
+        now.presence,
         &p.filter.presence,
         &mut resp.presence,
     )
@@ -639,6 +648,7 @@ pub async fn compute(
         p.device_id,
         p.since.as_ref(),
         &now,
+        state_until,
         &mut resp,
     )
     .await?;

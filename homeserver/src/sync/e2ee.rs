@@ -49,7 +49,8 @@ pub async fn acknowledge_to_device(
 }
 
 /// Fills the E2EE sections of `resp` for the device, between the request's
-/// token and `now`. Returns the to-device position of the next token:
+/// token and `now` (no state event came after `state_until`, so no
+/// membership changed after it). Returns the to-device position of the next token:
 /// `now`'s, or the last message delivered when the limit cut the batch.
 pub async fn fill(
     db: &Db,
@@ -57,6 +58,7 @@ pub async fn fill(
     device_id: &DeviceId,
     since: Option<&SyncToken>,
     now: &SyncToken,
+    state_until: i64,
     resp: &mut sync_events::Response,
 ) -> Result<i64, ApiError> {
     let user = user_id.as_str();
@@ -79,13 +81,11 @@ pub async fn fill(
     }
 
     if let Some(since) = since {
-        let (changed, left) = e2ee::changes_for_sync(
-            db,
-            user,
-            since.device_list_positions(),
-            now.device_list_positions(),
-        )
-        .await?;
+        let mut until = now.device_list_positions();
+        // Memberships change with state events, none after `state_until`.
+        until.timeline = until.timeline.min(state_until);
+        let (changed, left) =
+            e2ee::changes_for_sync(db, user, since.device_list_positions(), until).await?;
         resp.device_lists.changed = user_ids(changed);
         resp.device_lists.left = user_ids(left);
     }

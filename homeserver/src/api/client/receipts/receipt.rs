@@ -66,6 +66,8 @@ pub async fn create_receipt(
     }
     require_joined(&state, &req.room_id, &auth.user_id).await?;
     let event_position = timeline_position(&state, &req.room_id, &req.event_id).await?;
+    // Activity, marked before the receipt is visible (as for a message).
+    crate::presence::active(&state, &auth.user_id).await;
     match receipt_type {
         Some(receipt_type) => {
             apply_receipt(
@@ -92,6 +94,5 @@ pub async fn create_receipt(
             .await?;
         }
     }
-    crate::presence::active(&state, &auth.user_id).await;
     Ok(RumaResponse(create_receipt::Response::new()))
 }

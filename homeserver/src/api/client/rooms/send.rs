@@ -90,6 +90,9 @@ pub async fn send_message(
         };
     }
     let content = strict_object(req.body.json())?;
+    // Sending is activity. Marked first, so that whoever sees the message
+    // sees the sender's presence with it (or before it).
+    crate::presence::active(&state, &auth.user_id).await;
     let mut spec = EventSpec::new(event_type.clone(), None, content);
     let event_id = if spec.event_type == "m.room.redaction" {
         // v11+ redactions name their target in content.
@@ -122,6 +125,5 @@ pub async fn send_message(
         )
         .await?
     };
-    crate::presence::active(&state, &auth.user_id).await;
     Ok(RumaResponse(send_message_event::Response::new(event_id)))
 }
