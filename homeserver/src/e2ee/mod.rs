@@ -33,7 +33,9 @@ pub use crate::storage::device_lists::{Positions as DeviceListPositions, changes
 
 /// For sync: `device_one_time_keys_count` and
 /// `device_unused_fallback_key_types`, together.
-pub use crate::storage::one_time_keys::sync_counts as sync_key_counts;
+pub use crate::storage::one_time_keys::{
+    cached_sync_counts as cached_sync_key_counts, sync_counts as sync_key_counts,
+};
 
 /// Wakes everyone who must learn that `user_id`'s device list changed:
 /// every room the user is joined to (its members' syncs), the user's own

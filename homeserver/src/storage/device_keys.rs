@@ -105,6 +105,7 @@ pub async fn remove_deleted_devices(tx: &Tx, user_id: &str) -> Result<Vec<String
 /// fallback keys, to-device inbox and transaction IDs, and signatures
 /// made on its keys.
 pub async fn delete_device(tx: &Tx, user_id: &str, device_id: &str) -> Result<(), DbErr> {
+    tx.changes_key_counts(user_id, device_id);
     for table in [
         "e2e_device_keys",
         "e2e_one_time_keys",

@@ -154,6 +154,11 @@ impl Db {
         &self.memory.account_data
     }
 
+    /// Devices' key counts as sync reads them (see `one_time_keys`).
+    pub(crate) fn key_counts(&self) -> &one_time_keys::Cache {
+        &self.memory.key_counts
+    }
+
     /// Users' memberships as sync reads them (see `memberships`).
     pub(crate) fn memberships(&self) -> &memberships::Cache {
         &self.memory.memberships
@@ -198,6 +203,7 @@ struct InMemory {
     positions: streams::Committed,
     memberships: memberships::Cache,
     account_data: account_data::Cache,
+    key_counts: one_time_keys::Cache,
 }
 
 /// What a write transaction changed of what is kept in memory.
@@ -208,6 +214,8 @@ struct Changes {
     positions: Vec<(streams::Stream, i64)>,
     /// Users whose memberships changed.
     memberships: Vec<String>,
+    /// Devices whose one-time or fallback keys changed.
+    key_counts: Vec<(String, String)>,
 }
 
 impl Db {
@@ -261,6 +269,9 @@ impl Tx {
         for user_id in &changes.memberships {
             self.memory.memberships.invalidate(user_id);
         }
+        for (user_id, device_id) in &changes.key_counts {
+            self.memory.key_counts.invalidate(user_id, device_id);
+        }
         for (stream, position) in changes.positions {
             self.memory.positions.publish(stream, position);
         }
@@ -278,6 +289,15 @@ impl Tx {
     /// see once it commits.
     pub(crate) fn publishes_position(&self, stream: streams::Stream, position: i64) {
         self.changes().positions.push((stream, position));
+    }
+
+    /// Records that this transaction changes a device's one-time or
+    /// fallback keys: its cached counts are dropped now and once it commits.
+    pub(crate) fn changes_key_counts(&self, user_id: &str, device_id: &str) {
+        self.memory.key_counts.invalidate(user_id, device_id);
+        self.changes()
+            .key_counts
+            .push((user_id.to_owned(), device_id.to_owned()));
     }
 
     /// Records that this transaction changes `user_id`'s memberships: the

@@ -8,13 +8,42 @@
 //! and never return the same key. When none is left, the device's fallback
 //! key is returned (and stays, marked used) until the device uploads a new
 //! one.
+//!
+//! Every sync reports a device's key counts ([`sync_counts`]), so they are
+//! cached per device; every write of these tables, here and in
+//! `device_keys`, drops the device's entry when its transaction commits.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sea_orm::{DbBackend, DbErr};
 
 use super::{Db, Tx};
 use crate::storage::Sql as _;
+
+/// A device's one-time key counts by algorithm and its unused fallback key
+/// algorithms, as sync reports them.
+pub type SyncCounts = (BTreeMap<String, u64>, Vec<String>);
+
+/// Devices whose counts are cached at most.
+const CACHED_DEVICES: usize = 20_000;
+
+/// [`sync_counts`] by user and device (see [`cached_sync_counts`]).
+#[derive(Debug)]
+pub(crate) struct Cache(super::cache::Cache<(String, String), Arc<SyncCounts>>);
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self(super::cache::Cache::new(CACHED_DEVICES))
+    }
+}
+
+impl Cache {
+    pub(crate) fn invalidate(&self, user_id: &str, device_id: &str) {
+        self.0
+            .invalidate(&(user_id.to_owned(), device_id.to_owned()));
+    }
+}
 
 /// One key as uploaded: `algorithm:key_id` and its JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +69,7 @@ pub async fn add(
     device_id: &str,
     keys: &[Key],
 ) -> Result<Result<(), KeyIdReused>, DbErr> {
+    tx.changes_key_counts(user_id, device_id);
     for key in keys {
         let existing = tx
             .query_one(
@@ -105,11 +135,7 @@ pub async fn counts(
 
 /// What every sync response carries about a device's keys, in one read:
 /// its [`counts`] and the algorithms of its unused fallback keys (sorted).
-pub async fn sync_counts(
-    db: &Db,
-    user_id: &str,
-    device_id: &str,
-) -> Result<(BTreeMap<String, u64>, Vec<String>), DbErr> {
+pub async fn sync_counts(db: &Db, user_id: &str, device_id: &str) -> Result<SyncCounts, DbErr> {
     let rows = db
         .query_all(
             "SELECT 0 AS fallback, algorithm, COUNT(*) AS n FROM e2e_one_time_keys \
@@ -135,6 +161,23 @@ pub async fn sync_counts(
     Ok((counts, fallback))
 }
 
+/// [`sync_counts`], cached: what this process wrote is seen once its
+/// transaction commits.
+pub async fn cached_sync_counts(
+    db: &Db,
+    user_id: &str,
+    device_id: &str,
+) -> Result<Arc<SyncCounts>, DbErr> {
+    let key = (user_id.to_owned(), device_id.to_owned());
+    let (generation, cached) = db.key_counts().0.get(&key);
+    if let Some(counts) = cached {
+        return Ok(counts);
+    }
+    let counts = Arc::new(sync_counts(db, user_id, device_id).await?);
+    db.key_counts().0.put(generation, key, counts.clone());
+    Ok(counts)
+}
+
 /// Claims one key of `algorithm` for a device: a one-time key (deleted, so
 /// never handed out again) or else the fallback key (marked used). `None`
 /// when the device has neither. See the module doc for atomicity.
@@ -145,6 +188,7 @@ pub async fn claim(
     algorithm: &str,
 ) -> Result<Option<Key>, DbErr> {
     let tx = db.begin_write().await?;
+    tx.changes_key_counts(user_id, device_id);
     let lock = match db.backend() {
         DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
@@ -214,6 +258,7 @@ pub async fn claim(
 /// previous one. Uploading the same key again keeps its "used" mark (as in
 /// Synapse), a new key starts unused.
 pub async fn set_fallback(tx: &Tx, user_id: &str, device_id: &str, key: &Key) -> Result<(), DbErr> {
+    tx.changes_key_counts(user_id, device_id);
     tx.execute(
         "INSERT INTO e2e_fallback_keys (user_id, device_id, algorithm, key_id, key_json, used) \
          VALUES ($1, $2, $3, $4, $5, $6) \
@@ -233,4 +278,66 @@ pub async fn set_fallback(tx: &Tx, user_id: &str, device_id: &str, key: &Key) ->
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::test_db;
+
+    fn key(algorithm: &str, key_id: &str) -> Key {
+        Key {
+            algorithm: algorithm.to_owned(),
+            key_id: key_id.to_owned(),
+            key_json: format!("{{\"key\":\"{key_id}\"}}"),
+        }
+    }
+
+    async fn cached(db: &Db) -> (u64, Vec<String>) {
+        let counts = cached_sync_counts(db, "@u:x", "D").await.expect("counts");
+        (counts.0["signed_curve25519"], counts.1.clone())
+    }
+
+    #[tokio::test]
+    async fn cached_counts_follow_uploads_claims_and_deletion() {
+        let db = test_db().await;
+        assert_eq!(cached(&db).await, (0, vec![]));
+        let tx = db.begin_write().await.expect("tx");
+        let keys = [key("signed_curve25519", "a"), key("signed_curve25519", "b")];
+        add(&tx, "@u:x", "D", &keys)
+            .await
+            .expect("add")
+            .expect("new");
+        set_fallback(&tx, "@u:x", "D", &key("signed_curve25519", "f"))
+            .await
+            .expect("fallback");
+        // Not committed yet: the cache still answers from the database.
+        assert_eq!(cached(&db).await, (0, vec![]));
+        tx.commit().await.expect("commit");
+        let fallback = vec!["signed_curve25519".to_owned()];
+        assert_eq!(cached(&db).await, (2, fallback.clone()));
+        claim(&db, "@u:x", "D", "signed_curve25519")
+            .await
+            .expect("claim");
+        assert_eq!(cached(&db).await, (1, fallback.clone()));
+        for _ in 0..2 {
+            claim(&db, "@u:x", "D", "signed_curve25519")
+                .await
+                .expect("claim");
+        }
+        assert_eq!(cached(&db).await, (0, vec![]), "the fallback key is used");
+        let tx = db.begin_write().await.expect("tx");
+        add(&tx, "@u:x", "D", &[key("signed_curve25519", "c")])
+            .await
+            .expect("add")
+            .expect("new");
+        tx.commit().await.expect("commit");
+        assert_eq!(cached(&db).await.0, 1);
+        let tx = db.begin_write().await.expect("tx");
+        crate::storage::device_keys::delete_device(&tx, "@u:x", "D")
+            .await
+            .expect("delete");
+        tx.commit().await.expect("commit");
+        assert_eq!(cached(&db).await, (0, vec![]));
+    }
 }

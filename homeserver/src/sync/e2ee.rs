@@ -90,12 +90,13 @@ pub async fn fill(
         resp.device_lists.left = user_ids(left);
     }
 
-    let (counts, fallback) = e2ee::sync_key_counts(db, user, device).await?;
-    resp.device_one_time_keys_count = one_time_key_counts(counts);
+    let counts = e2ee::cached_sync_key_counts(db, user, device).await?;
+    let (counts, fallback) = &*counts;
+    resp.device_one_time_keys_count = one_time_key_counts(counts.clone());
     resp.device_unused_fallback_key_types = Some(
         fallback
-            .into_iter()
-            .map(OneTimeKeyAlgorithm::from)
+            .iter()
+            .map(|a| OneTimeKeyAlgorithm::from(a.as_str()))
             .collect(),
     );
     Ok(next_to_device)
