@@ -268,27 +268,11 @@ pub async fn current_member_events(
     rooms: &[&str],
     users: &[&str],
 ) -> Result<Vec<EventRow>, DbErr> {
-    let mut out = Vec::new();
-    let cols = cols_of("e");
-    for room_chunk in rooms.chunks(IN_CHUNK / 2) {
-        for user_chunk in users.chunks(IN_CHUNK / 2) {
-            let sql = format!(
-                "SELECT {cols} FROM current_state c JOIN events e ON e.event_nid = c.event_nid \
-                 WHERE c.event_type = 'm.room.member' AND c.room_id IN ({}) \
-                 AND c.state_key IN ({})",
-                in_list(1, room_chunk.len()),
-                in_list(1 + room_chunk.len(), user_chunk.len())
-            );
-            let values = room_chunk
-                .iter()
-                .chain(user_chunk.iter())
-                .map(|v| (*v).into());
-            for r in &db.query_all(&sql, values).await? {
-                out.push(row(r)?);
-            }
-        }
-    }
-    Ok(out)
+    let select = format!(
+        "SELECT {} FROM current_state c JOIN events e ON e.event_nid = c.event_nid",
+        cols_of("e")
+    );
+    super::state::select_current_members(db, &select, rooms, users, row).await
 }
 
 /// The state events of `rooms` sent at positions in `(after, until]` that

@@ -449,15 +449,38 @@ pub async fn current_members_of(
     rooms: &[&str],
     users: &[&str],
 ) -> Result<Vec<(String, String, i64)>, DbErr> {
+    select_current_members(
+        db,
+        "SELECT c.room_id, c.state_key, c.event_nid FROM current_state c",
+        rooms,
+        users,
+        |r| {
+            Ok((
+                r.try_get("", "room_id")?,
+                r.try_get("", "state_key")?,
+                r.try_get("", "event_nid")?,
+            ))
+        },
+    )
+    .await
+}
+
+/// Runs `select` (which reads `current_state` as `c`, and may join it)
+/// for the current member entries of `users` in `rooms`, in chunks of
+/// both lists, and maps each row with `row`.
+pub(crate) async fn select_current_members<T>(
+    db: &Db,
+    select: &str,
+    rooms: &[&str],
+    users: &[&str],
+    row: impl Fn(&sea_orm::QueryResult) -> Result<T, DbErr>,
+) -> Result<Vec<T>, DbErr> {
     let mut out = Vec::new();
-    if users.is_empty() {
-        return Ok(out);
-    }
     for room_chunk in rooms.chunks(IN_CHUNK / 2) {
         for user_chunk in users.chunks(IN_CHUNK / 2) {
             let sql = format!(
-                "SELECT room_id, state_key, event_nid FROM current_state \
-                 WHERE event_type = 'm.room.member' AND room_id IN ({}) AND state_key IN ({})",
+                "{select} WHERE c.event_type = 'm.room.member' AND c.room_id IN ({}) \
+                 AND c.state_key IN ({})",
                 in_list(1, room_chunk.len()),
                 in_list(1 + room_chunk.len(), user_chunk.len())
             );
@@ -465,12 +488,8 @@ pub async fn current_members_of(
                 .iter()
                 .chain(user_chunk.iter())
                 .map(|v| (*v).into());
-            for r in db.query_all(&sql, values).await? {
-                out.push((
-                    r.try_get("", "room_id")?,
-                    r.try_get("", "state_key")?,
-                    r.try_get("", "event_nid")?,
-                ));
+            for r in &db.query_all(&sql, values).await? {
+                out.push(row(r)?);
             }
         }
     }
