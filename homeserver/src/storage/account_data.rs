@@ -65,6 +65,13 @@ impl Default for Cache {
     }
 }
 
+impl Cache {
+    pub(crate) fn invalidate(&self, user_id: &str, event_type: &str) {
+        self.0
+            .invalidate(&(user_id.to_owned(), event_type.to_owned()));
+    }
+}
+
 /// The content of one piece of account data, if set.
 pub async fn get(
     db: &Db,
@@ -72,14 +79,16 @@ pub async fn get(
     room_id: Option<&str>,
     event_type: &str,
 ) -> Result<Option<String>, DbErr> {
-    let key = (user_id.to_owned(), event_type.to_owned());
     let cache = &db.account_data().0;
-    let generation = match room_id {
+    let global = match room_id {
         Some(_) => None,
-        None => match cache.get(&key) {
-            (_, Some(content)) => return Ok(content.map(|c| c.to_string())),
-            (generation, None) => Some(generation),
-        },
+        None => {
+            let key = (user_id.to_owned(), event_type.to_owned());
+            match cache.get(&key) {
+                (_, Some(content)) => return Ok(content.map(|c| c.to_string())),
+                (generation, None) => Some((generation, key)),
+            }
+        }
     };
     let content: Option<String> = db
         .query_one(
@@ -89,7 +98,7 @@ pub async fn get(
         .await?
         .map(|r| r.try_get("", "content"))
         .transpose()?;
-    if let Some(generation) = generation {
+    if let Some((generation, key)) = global {
         cache.put(generation, key, content.as_deref().map(Arc::from));
     }
     Ok(content)
@@ -155,17 +164,10 @@ where
         ],
     )
     .await?;
-    // Dropped before the commit and after it: a read in between may still
-    // find the old content in the database.
-    let key = (user_id.to_owned(), event_type.to_owned());
-    let cache = &db.account_data().0;
     if room_id.is_none() {
-        cache.invalidate(&key);
+        tx.changes_global_account_data(user_id, event_type);
     }
     tx.commit().await?;
-    if room_id.is_none() {
-        cache.invalidate(&key);
-    }
     Ok(position)
 }
 

@@ -216,6 +216,8 @@ struct Changes {
     memberships: Vec<String>,
     /// Devices whose one-time or fallback keys changed.
     key_counts: Vec<(String, String)>,
+    /// Global account data changed, by user and type.
+    account_data: Vec<(String, String)>,
 }
 
 impl Db {
@@ -272,6 +274,9 @@ impl Tx {
         for (user_id, device_id) in &changes.key_counts {
             self.memory.key_counts.invalidate(user_id, device_id);
         }
+        for (user_id, event_type) in &changes.account_data {
+            self.memory.account_data.invalidate(user_id, event_type);
+        }
         for (stream, position) in changes.positions {
             self.memory.positions.publish(stream, position);
         }
@@ -298,6 +303,15 @@ impl Tx {
         self.changes()
             .key_counts
             .push((user_id.to_owned(), device_id.to_owned()));
+    }
+
+    /// Records that this transaction changes a piece of global account
+    /// data: its cached content is dropped now and once it commits.
+    pub(crate) fn changes_global_account_data(&self, user_id: &str, event_type: &str) {
+        self.memory.account_data.invalidate(user_id, event_type);
+        self.changes()
+            .account_data
+            .push((user_id.to_owned(), event_type.to_owned()));
     }
 
     /// Records that this transaction changes `user_id`'s memberships: the
