@@ -8,7 +8,9 @@
 #
 # Sizes come from the environment: USERS (20), MESSAGES (50 per user),
 # OBSERVERS (5), ROOMS (50), ROOM_MESSAGES (20), REPEATS (5). Reports land
-# in $BENCH_DIR (/var/tmp/myelin-bench) as JSON.
+# in $BENCH_DIR (/var/tmp/myelin-bench) as JSON. PRESENCE=on runs both
+# servers with presence on (their default); it is off on both otherwise,
+# since the observers' filter drops presence.
 #
 # MYELIN_ONLY=1 runs only Myelin's half and compares it with Synapse's last
 # reports in $BENCH_DIR (a couple of minutes instead of ten, for iterating).
@@ -20,6 +22,9 @@ root="$(pwd)"
 
 db_kind="${1:-sqlite}"
 case "$db_kind" in sqlite|postgres) ;; *) echo "usage: $0 [sqlite|postgres]" >&2; exit 2 ;; esac
+PRESENCE="${PRESENCE:-off}"
+case "$PRESENCE" in on) presence_enabled=true ;; off) presence_enabled=false ;;
+  *) echo "PRESENCE must be on or off" >&2; exit 2 ;; esac
 USERS="${USERS:-20}" MESSAGES="${MESSAGES:-50}" OBSERVERS="${OBSERVERS:-5}"
 ROOMS="${ROOMS:-50}" ROOM_MESSAGES="${ROOM_MESSAGES:-20}" REPEATS="${REPEATS:-5}"
 bench="${BENCH_DIR:-/var/tmp/myelin-bench}"
@@ -43,7 +48,7 @@ else
   synapse_version="$("$venv/bin/python" -c 'import synapse; print(synapse.__version__)')"
   echo "$synapse_version" > "$bench/synapse-version"
 fi
-echo "== Synapse $synapse_version"
+echo "== Synapse $synapse_version; presence $PRESENCE on both servers"
 echo "== building Myelin and the load generator (release)"
 cargo build --release --locked -p myelin-homeserver -p myelin-loadgen
 myelin="$CARGO_TARGET_DIR/release/myelin"
@@ -129,8 +134,8 @@ else
   name: sqlite3
   args: {database: $syn/homeserver.db}"
 fi
-# Rate limits raised so that throughput is what is measured; presence off
-# because Myelin does not send presence (it would only add Synapse work).
+# Rate limits raised so that throughput is what is measured; presence as
+# PRESENCE says, the same on both servers.
 cat > "$syn/homeserver.yaml" <<YAML
 server_name: bench.test
 pid_file: $syn/homeserver.pid
@@ -143,7 +148,7 @@ signing_key_path: $syn/signing.key
 registration_shared_secret: $secret
 report_stats: false
 trusted_key_servers: []
-presence: {enabled: false}
+presence: {enabled: $presence_enabled}
 rc_message: {per_second: 100000, burst_count: 100000}
 rc_registration: {per_second: 100000, burst_count: 100000}
 rc_login:
@@ -187,6 +192,7 @@ MYELIN__REGISTRATION__SHARED_SECRET="$secret" \
 MYELIN__RATE_LIMITS__MESSAGE__PER_SECOND=0 \
 MYELIN__RATE_LIMITS__REGISTRATION__PER_SECOND=0 \
 MYELIN__RATE_LIMITS__LOGIN__PER_SECOND=0 \
+MYELIN__PRESENCE__ENABLED="$presence_enabled" \
 MYELIN__LOGGING__FILTER=warn \
   "$myelin" serve >"$mye/stdout.log" 2>&1 &
 server_pid=$!

@@ -118,17 +118,12 @@ pub async fn rooms_of_user(
     user_id: &str,
     membership: &str,
 ) -> Result<Vec<MembershipRow>, DbErr> {
-    db.query_all(
-        &format!(
-            "SELECT {COLS} FROM room_memberships WHERE user_id = $1 AND membership = $2 \
-             ORDER BY stream_ordering"
-        ),
-        [user_id.into(), membership.into()],
-    )
-    .await?
-    .iter()
-    .map(row)
-    .collect()
+    Ok(all_of_user(db, user_id)
+        .await?
+        .iter()
+        .filter(|m| m.membership == membership)
+        .cloned()
+        .collect())
 }
 
 /// The servers of the room's joined members, sorted, each once: where the

@@ -670,6 +670,33 @@ fn raws<T>(by_id: &HashMap<String, Json>, rows: &[EventRow]) -> Result<Vec<Raw<T
         .collect()
 }
 
+/// Whether any stream this request can see moved between `since` and
+/// `now`. Presence moves with every user's activity; a filter that drops
+/// presence (as bots and load tools set) would otherwise compute a response
+/// for each, to find it empty.
+pub fn moved_for(
+    state: &AppState,
+    params: &SyncParams<'_>,
+    since: SyncToken,
+    now: SyncToken,
+) -> bool {
+    let mut seen = now;
+    let presence = &params.filter.presence;
+    let wants_presence = state.presence().enabled()
+        && filter::matches(
+            presence.types.as_deref(),
+            &presence.not_types,
+            None,
+            &[],
+            "m.presence",
+            None,
+        );
+    if !wants_presence {
+        seen.presence = since.presence;
+    }
+    seen != since
+}
+
 /// Whether a response carries nothing but its token (a long-poll keeps
 /// waiting then).
 pub fn is_empty(resp: &sync_events::Response) -> bool {

@@ -36,5 +36,5 @@ pub mod filter;
 pub mod plan;
 pub mod token;
 
-pub use compute::{SyncParams, compute, current_token, is_empty};
+pub use compute::{SyncParams, compute, current_token, is_empty, moved_for};
 pub use token::SyncToken;

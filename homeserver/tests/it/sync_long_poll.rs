@@ -2,7 +2,8 @@
 //! their room and when his account data changes; a wake-up for something
 //! his filter drops keeps him waiting; a timeout with nothing new returns
 //! an empty response with the same token. (Presence, which sending
-//! changes too, is off here.)
+//! changes too, is off there.) With presence on, a long-poll whose filter
+//! drops presence is not even computed again for a presence change.
 
 use std::time::Duration;
 
@@ -152,3 +153,73 @@ async fn long_poll(backend: Backend) {
 }
 
 backend_tests!(long_poll);
+
+/// Incremental sync responses computed so far.
+async fn incremental_computes(server: &TestServer) -> u64 {
+    let (status, text) = server.client().get_text("/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("myelin_sync_compute_duration_seconds_count{kind=\"incremental\"} ")
+        })
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
+async fn presence_filtered_out(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (alice_id, alice_token) = create_user(&server, "alice").await;
+    let (_bob_id, bob_token) = create_user(&server, "bob").await;
+    let alice = server.client().with_token(&alice_token);
+    let bob = server.client().with_token(&bob_token);
+    let (status, resp) = alice
+        .post(
+            &format!("{V3}/createRoom"),
+            &json!({"preset": "public_chat"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let (status, resp) = bob
+        .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let filter = json!({"presence": {"types": []}});
+    let extra = format!("&filter={}", enc(&filter.to_string()));
+    let token = next_batch(&sync(&bob, &extra[1..]).await);
+
+    let waiting = poll(&bob, &token, &extra).await;
+    let computed = incremental_computes(&server).await;
+    // Alice's presence changes wake Bob's request (they share a room),
+    // which has nothing to compute: no stream it sees moved.
+    for presence in ["online", "unavailable", "online"] {
+        let (status, resp) = alice
+            .put(
+                &format!("{V3}/presence/{}/status", enc(&alice_id)),
+                &json!({ "presence": presence }),
+            )
+            .await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a presence change ended the poll");
+    assert_eq!(
+        incremental_computes(&server).await,
+        computed,
+        "a response was computed for a change the filter drops"
+    );
+
+    // A message is delivered, without the presence it dropped.
+    let (status, resp) = alice
+        .put(
+            &format!("{V3}/rooms/{}/send/m.room.message/1", enc(&room)),
+            &json!({"msgtype": "m.text", "body": "hello"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let resp = waiting.await.expect("poll");
+    let events = &resp["rooms"]["join"][&room]["timeline"]["events"];
+    assert_eq!(events[0]["content"]["body"], "hello", "{resp}");
+    assert!(resp.get("presence").is_none(), "{resp}");
+}
+
+backend_tests!(presence_filtered_out);

@@ -20,7 +20,7 @@ use crate::client::ClientError;
 use crate::scenarios::{
     MemorySampler, SendTimes, Setup, catch_up, hear, observe, observer_filter, send_concurrently,
 };
-use crate::stats::{ms, quantile};
+use crate::stats::{ms, over_send_time, quantile};
 
 /// The server name in a user ID: everything after the localpart's colon
 /// (which keeps a port, as in `@a:127.0.0.1:8448`).
@@ -66,7 +66,9 @@ pub async fn throughput(
     }
 
     let started = Instant::now();
-    let send_seconds = send_concurrently(&senders, &room, messages, &sent).await?;
+    let send_seconds = send_concurrently(&senders, &room, messages, &sent)
+        .await?
+        .seconds;
     let heard = hear(observer_set, total, &sent).await?;
     let cpu_origin = cpu_before.0.zip(origin.cpu()).map(|(b, a)| a - b);
     let cpu_remote = cpu_before.1.zip(remote.cpu()).map(|(b, a)| a - b);
@@ -99,6 +101,7 @@ pub async fn throughput(
             "samples": latencies.len(),
             "missing": heard.missing,
             "limited_timelines": heard.limited,
+            "by_send_time": over_send_time(&heard.by_send_time, 10),
         },
         "origin": {
             "cpu_seconds": cpu_origin,

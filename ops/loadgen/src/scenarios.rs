@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{ClientError, Homeserver, User};
 use crate::procstat;
-use crate::stats::{ms, quantile};
+use crate::stats::{ms, over_send_time, quantile, summary};
 
 pub(crate) const PASSWORD: &str = "loadgen-password-1";
 
@@ -172,7 +172,8 @@ pub async fn messages(
         observer_set.spawn(observe(u, since, filter, total, give_up));
     }
 
-    let send_seconds = send_concurrently(&users, &room, messages, &sent).await?;
+    let mut sends = send_concurrently(&users, &room, messages, &sent).await?;
+    let send_seconds = sends.seconds;
     let heard = hear(observer_set, total, &sent).await?;
     let mut latencies = heard.latencies;
     let cpu = cpu_before.zip(setup.cpu()).map(|(b, a)| a - b);
@@ -195,7 +196,9 @@ pub async fn messages(
             "samples": latencies.len(),
             "missing": heard.missing,
             "limited_timelines": heard.limited,
+            "by_send_time": over_send_time(&heard.by_send_time, 10),
         },
+        "send_round_trip_ms": summary(&mut sends.round_trips),
         "cpu_seconds": cpu,
         "cpu_ms_per_message": cpu.map(|c| c * 1000.0 / total.max(1) as f64),
         "baseline_rss_bytes": baseline_rss,
@@ -235,15 +238,22 @@ pub(crate) async fn catch_up(
     Ok(tokens)
 }
 
+/// How a round of concurrent sends went.
+pub(crate) struct Sends {
+    /// From the first send to the last answer.
+    pub(crate) seconds: f64,
+    /// Each send request's time to its answer.
+    pub(crate) round_trips: Vec<Duration>,
+}
+
 /// Every user sends `messages` messages into `room`, all starting at once,
-/// noting in `sent` when each body went out; returns the seconds from the
-/// first send to the last answer.
+/// noting in `sent` when each body went out.
 pub(crate) async fn send_concurrently(
     users: &[User],
     room: &str,
     messages: usize,
     sent: &SendTimes,
-) -> Result<f64, ClientError> {
+) -> Result<Sends, ClientError> {
     let start_line = Arc::new(Barrier::new(users.len()));
     let mut sender_set = JoinSet::new();
     for (i, u) in users.iter().cloned().enumerate() {
@@ -253,28 +263,36 @@ pub(crate) async fn send_concurrently(
         sender_set.spawn(async move {
             start_line.wait().await;
             let first = Instant::now();
+            let mut round_trips = Vec::with_capacity(messages);
             for n in 0..messages {
                 let body = format!("loadgen {i} {n}");
+                let at = Instant::now();
                 if let Ok(mut times) = sent.lock() {
-                    times.insert(body.clone(), Instant::now());
+                    times.insert(body.clone(), at);
                 }
                 u.send_text(&room, &format!("lg{i}-{n}"), &body).await?;
+                round_trips.push(at.elapsed());
             }
-            Ok::<_, ClientError>((first, Instant::now()))
+            Ok::<_, ClientError>((first, Instant::now(), round_trips))
         });
     }
     let mut first_send: Option<Instant> = None;
     let mut last_send: Option<Instant> = None;
+    let mut all_round_trips = Vec::new();
     while let Some(joined) = sender_set.join_next().await {
         if let Ok(result) = joined {
-            let (first, last) = result?;
+            let (first, last, round_trips) = result?;
             first_send = Some(first_send.map_or(first, |f| f.min(first)));
             last_send = Some(last_send.map_or(last, |l| l.max(last)));
+            all_round_trips.extend(round_trips);
         }
     }
-    Ok(match (first_send, last_send) {
-        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
-        _ => 0.0,
+    Ok(Sends {
+        seconds: match (first_send, last_send) {
+            (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+            _ => 0.0,
+        },
+        round_trips: all_round_trips,
     })
 }
 
@@ -282,6 +300,8 @@ pub(crate) async fn send_concurrently(
 pub(crate) struct Heard {
     /// Send-to-sync latency of every message at every observer.
     pub(crate) latencies: Vec<Duration>,
+    /// The same, each with when its message was sent.
+    pub(crate) by_send_time: Vec<(Instant, Duration)>,
     /// Messages some observer never saw before its deadline.
     pub(crate) missing: usize,
     /// Sync responses whose timeline was cut short.
@@ -299,6 +319,7 @@ pub(crate) async fn hear(
     let sent = sent.lock().map(|m| m.clone()).unwrap_or_default();
     let mut heard = Heard {
         latencies: Vec::with_capacity(total * observers.len()),
+        by_send_time: Vec::with_capacity(total * observers.len()),
         missing: 0,
         limited: 0,
         last_seen: None,
@@ -310,7 +331,9 @@ pub(crate) async fn hear(
             heard.missing += total.saturating_sub(seen.at.len());
             for (body, at) in seen.at {
                 if let Some(sent_at) = sent.get(&body) {
-                    heard.latencies.push(at.saturating_duration_since(*sent_at));
+                    let latency = at.saturating_duration_since(*sent_at);
+                    heard.latencies.push(latency);
+                    heard.by_send_time.push((*sent_at, latency));
                     heard.last_seen = Some(heard.last_seen.map_or(at, |l| l.max(at)));
                 }
             }

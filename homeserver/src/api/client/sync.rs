@@ -134,9 +134,10 @@ async fn answer(
 
 /// The response for the streams' positions now, read from one snapshot
 /// taken after them (released before any wait). With [`Empty::Wait`], `None` when nothing
-/// is new: when no stream moved past the token (every change moves one,
-/// so the response would be empty: a client long-polling a busy server
-/// finds itself here after most responses, and nothing is computed), or
+/// is new: when no stream the request can see moved past the token (every
+/// change moves one, so the response would be empty: a client long-polling
+/// a busy server finds itself here after most responses, and nothing is
+/// computed), or
 /// when what moved is nothing for this request (a filtered event, say).
 async fn respond(
     state: &AppState,
@@ -147,7 +148,11 @@ async fn respond(
     // The positions are kept in memory, and published once committed: a
     // snapshot taken after reading them holds everything up to them.
     let now = sync::current_token(state, state.db()).await?;
-    if empty == Empty::Wait && params.since == Some(now) {
+    if empty == Empty::Wait
+        && params
+            .since
+            .is_some_and(|since| !sync::moved_for(state, params, since, now))
+    {
         return Ok(None);
     }
     let snapshot = state.db().read_snapshot().await?;
