@@ -375,14 +375,37 @@ impl<'a> RoomGuard<'a> {
             })
             .collect();
         let tx = state.db().begin_write().await?;
+        let now = crate::time::now_ms();
+        for p in &prepared {
+            if let Some(new_room) = &p.write.new_room {
+                let pdu = p.write.pdu;
+                rooms::insert(
+                    &tx,
+                    pdu.room_id().as_str(),
+                    pdu.room_version().as_str(),
+                    new_room.creator,
+                    new_room.is_public,
+                    now,
+                )
+                .await?;
+            }
+        }
+        // The events' rows first, all in one statement (or a few): a batch
+        // of messages took one statement per message here.
+        let rows: Vec<events::NewEvent<'_>> = prepared.iter().map(|p| p.row(now)).collect();
+        let event_nids = events::insert_many(&tx, &rows).await?;
+        drop(rows);
         let mut stored = Vec::with_capacity(prepared.len());
         let mut deferred = Deferred::default();
-        for (i, p) in prepared.into_iter().enumerate() {
+        for (i, (p, event_nid)) in prepared.into_iter().zip(event_nids).enumerate() {
             let chain = Chain {
                 cites_previous: cites_previous[i],
                 cited_by_next: cites_previous.get(i + 1).copied().unwrap_or(false),
             };
-            stored.push(self.store(state, &tx, p, chain, &mut deferred).await?);
+            stored.push(
+                self.store(state, &tx, p, event_nid, chain, &mut deferred)
+                    .await?,
+            );
         }
         deferred.flush(&tx, self.room_id.as_str()).await?;
         tx.commit().await?;
@@ -433,18 +456,21 @@ impl<'a> RoomGuard<'a> {
         })
     }
 
-    /// Writes one prepared event inside `tx`.
+    /// Writes what one prepared event changes inside `tx`, its row
+    /// (`event_nid`) stored already.
     async fn store<'w>(
         &self,
         state: &AppState,
         tx: &Tx,
         p: Prepared<'w>,
+        event_nid: i64,
         chain: Chain,
         deferred: &mut Deferred<'w>,
     ) -> Result<Stored, ApiError> {
+        let stream = p.stream();
         let Prepared {
             write,
-            json,
+            json: _,
             push_actions,
             hosts_before,
             reservation,
@@ -452,51 +478,9 @@ impl<'a> RoomGuard<'a> {
         let pdu = write.pdu;
         let event_id = pdu.event_id().as_str();
         let room_id = pdu.room_id().as_str();
-        let now = crate::time::now_ms();
         let timeline = matches!(write.status, Status::Timeline);
         let prev_events: Vec<String> = pdu.prev_events().iter().map(ToString::to_string).collect();
         let auth_events: Vec<String> = pdu.auth_events().iter().map(ToString::to_string).collect();
-        let stream = match write.status {
-            Status::Backfilled(position) => Some(position),
-            _ => reservation.as_ref().map(|r| r.position),
-        };
-        if let Some(new_room) = &write.new_room {
-            rooms::insert(
-                tx,
-                room_id,
-                pdu.room_version().as_str(),
-                new_room.creator,
-                new_room.is_public,
-                now,
-            )
-            .await?;
-        }
-        let rejected_reason = match &write.status {
-            Status::Rejected(reason) => Some(reason.as_str()),
-            _ => None,
-        };
-        let event_nid = events::insert(
-            tx,
-            &events::NewEvent {
-                event_id,
-                stream_ordering: stream,
-                room_id,
-                event_type: pdu.event_type(),
-                state_key: pdu.state_key(),
-                sender: pdu.sender().as_str(),
-                origin_server_ts: pdu.origin_server_ts(),
-                depth: pdu.depth(),
-                json: &json,
-                redacts: pdu.redacts().map(|r| r.as_str()),
-                replaces_state: write.replaces_state.as_deref(),
-                state_before: write.state_before,
-                received_ts: now,
-                outlier: matches!(write.status, Status::Outlier),
-                soft_failed: matches!(write.status, Status::SoftFailed),
-                rejected_reason,
-            },
-        )
-        .await?;
         deferred
             .edges
             .push((event_nid, prev_events.clone(), auth_events));
@@ -702,6 +686,44 @@ struct Prepared<'w> {
     push_actions: Vec<storage::push_actions::PushAction>,
     hosts_before: Option<std::sync::Arc<[String]>>,
     reservation: Option<super::stream::Reservation>,
+}
+
+impl Prepared<'_> {
+    /// The event's stream position: backfilled events come with theirs,
+    /// timeline events have one reserved.
+    fn stream(&self) -> Option<i64> {
+        match self.write.status {
+            Status::Backfilled(position) => Some(position),
+            _ => self.reservation.as_ref().map(|r| r.position),
+        }
+    }
+
+    /// The event's row, received at `now`.
+    fn row(&self, now: i64) -> events::NewEvent<'_> {
+        let write = &self.write;
+        let pdu = write.pdu;
+        events::NewEvent {
+            event_id: pdu.event_id().as_str(),
+            stream_ordering: self.stream(),
+            room_id: pdu.room_id().as_str(),
+            event_type: pdu.event_type(),
+            state_key: pdu.state_key(),
+            sender: pdu.sender().as_str(),
+            origin_server_ts: pdu.origin_server_ts(),
+            depth: pdu.depth(),
+            json: &self.json,
+            redacts: pdu.redacts().map(|r| r.as_str()),
+            replaces_state: write.replaces_state.as_deref(),
+            state_before: write.state_before,
+            received_ts: now,
+            outlier: matches!(write.status, Status::Outlier),
+            soft_failed: matches!(write.status, Status::SoftFailed),
+            rejected_reason: match &write.status {
+                Status::Rejected(reason) => Some(reason.as_str()),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// A stored event, for what follows its commit.

@@ -28,6 +28,8 @@
 //! `event_edges` lists `prev_events` and `auth_events` by target ID (the
 //! target may not be known yet), for backfill and auth chain walks.
 
+use std::collections::HashMap;
+
 use sea_orm::DbErr;
 
 use super::{Db, IN_CHUNK, Tx, in_list, insert_rows};
@@ -349,38 +351,61 @@ pub struct NewEvent<'a> {
     pub rejected_reason: Option<&'a str>,
 }
 
-/// Inserts an event; returns its `event_nid`. `state_after` starts equal
-/// to `state_before`; a state event sets its own with [`set_state_after`].
-pub async fn insert(tx: &Tx, ev: &NewEvent<'_>) -> Result<i64, DbErr> {
-    let row = tx
-        .query_one(
-            "INSERT INTO events (event_id, stream_ordering, room_id, event_type, state_key, \
-             sender, origin_server_ts, depth, json, redacts, replaces_state, state_before, \
-             state_after, received_ts, outlier, soft_failed, rejected_reason) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, \
-             $16) RETURNING event_nid",
-            [
-                ev.event_id.into(),
-                ev.stream_ordering.into(),
-                ev.room_id.into(),
-                ev.event_type.into(),
-                ev.state_key.into(),
-                ev.sender.into(),
-                ev.origin_server_ts.into(),
-                ev.depth.into(),
-                ev.json.into(),
-                ev.redacts.into(),
-                ev.replaces_state.into(),
-                ev.state_before.into(),
-                ev.received_ts.into(),
-                ev.outlier.into(),
-                ev.soft_failed.into(),
-                ev.rejected_reason.into(),
-            ],
-        )
-        .await?
-        .ok_or_else(|| DbErr::Custom("INSERT ... RETURNING returned nothing".into()))?;
-    row.try_get("", "event_nid")
+impl NewEvent<'_> {
+    /// The row's values, in the columns' order of [`insert_many`].
+    fn values(&self) -> [sea_orm::Value; 17] {
+        [
+            self.event_id.into(),
+            self.stream_ordering.into(),
+            self.room_id.into(),
+            self.event_type.into(),
+            self.state_key.into(),
+            self.sender.into(),
+            self.origin_server_ts.into(),
+            self.depth.into(),
+            self.json.into(),
+            self.redacts.into(),
+            self.replaces_state.into(),
+            self.state_before.into(),
+            // `state_after` starts as `state_before`.
+            self.state_before.into(),
+            self.received_ts.into(),
+            self.outlier.into(),
+            self.soft_failed.into(),
+            self.rejected_reason.into(),
+        ]
+    }
+}
+
+/// Inserts events in order, a batch of messages in one statement or a few;
+/// returns their `event_nid`s in the same order. `state_after` starts
+/// equal to `state_before`; a state event sets its own with
+/// [`set_state_after`].
+pub async fn insert_many(tx: &Tx, events: &[NewEvent<'_>]) -> Result<Vec<i64>, DbErr> {
+    const HEAD: &str = "INSERT INTO events (event_id, stream_ordering, room_id, event_type, \
+        state_key, sender, origin_server_ts, depth, json, redacts, replaces_state, state_before, \
+        state_after, received_ts, outlier, soft_failed, rejected_reason)";
+    let mut nids = Vec::with_capacity(events.len());
+    let mut rest = events;
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(super::rows_per_insert(rest.len()));
+        let sql = super::multi_row_insert(HEAD, "RETURNING event_id, event_nid", 17, chunk.len());
+        let values: Vec<sea_orm::Value> = chunk.iter().flat_map(NewEvent::values).collect();
+        // Neither database promises the order of `RETURNING` rows of a
+        // multi-row insert: they are matched by event ID.
+        let mut by_id = HashMap::with_capacity(chunk.len());
+        for row in tx.query_all(&sql, values).await? {
+            let id: String = row.try_get("", "event_id")?;
+            by_id.insert(id, row.try_get::<i64>("", "event_nid")?);
+        }
+        for ev in chunk {
+            nids.push(by_id.remove(ev.event_id).ok_or_else(|| {
+                DbErr::Custom(format!("INSERT ... RETURNING left out {}", ev.event_id))
+            })?);
+        }
+        rest = after;
+    }
+    Ok(nids)
 }
 
 /// How a stored event was received, for the inbound pipeline: whether it
@@ -521,4 +546,60 @@ pub async fn apply_redaction(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::test_db;
+
+    fn message<'a>(event_id: &'a str, stream: i64) -> NewEvent<'a> {
+        NewEvent {
+            event_id,
+            stream_ordering: Some(stream),
+            room_id: "!r:x",
+            event_type: "m.room.message",
+            state_key: None,
+            sender: "@u:x",
+            origin_server_ts: 1,
+            depth: stream,
+            json: "{}",
+            redacts: None,
+            replaces_state: None,
+            state_before: Some(3),
+            received_ts: 1,
+            outlier: false,
+            soft_failed: false,
+            rejected_reason: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn insert_many_answers_each_event_with_its_own_row() {
+        let db = test_db().await;
+        // Seven rows take three statements (four, two and one rows).
+        let ids: Vec<String> = (0..7).map(|i| format!("$e{i}")).collect();
+        let rows: Vec<NewEvent<'_>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| message(id, 10 + i as i64))
+            .collect();
+        let tx = db.begin_write().await.expect("tx");
+        let nids = insert_many(&tx, &rows).await.expect("insert");
+        tx.commit().await.expect("commit");
+        assert_eq!(nids.len(), 7);
+        assert!(nids.windows(2).all(|w| w[0] < w[1]), "{nids:?}");
+        for (i, (id, nid)) in ids.iter().zip(&nids).enumerate() {
+            let row = get(&db, id).await.expect("get").expect("stored");
+            assert_eq!(row.event_nid, *nid, "{id}");
+            assert_eq!(row.stream_ordering, Some(10 + i as i64), "{id}");
+            assert_eq!(row.state_after, Some(3), "{id}");
+        }
+        // A duplicate fails the whole statement: nothing half-written.
+        let tx = db.begin_write().await.expect("tx");
+        let again = [message("$new", 20), message("$e3", 21)];
+        assert!(insert_many(&tx, &again).await.is_err());
+        drop(tx);
+        assert!(get(&db, "$new").await.expect("get").is_none());
+    }
 }

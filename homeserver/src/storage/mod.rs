@@ -503,12 +503,39 @@ pub const IN_CHUNK: usize = 500;
 /// Most rows in one multi-row `INSERT` of [`insert_rows`].
 const MAX_ROWS_PER_INSERT: usize = 256;
 
+/// How many rows the next multi-row `INSERT` of `left` rows carries: a
+/// power of two, at most [`MAX_ROWS_PER_INSERT`]. So any count takes few
+/// statements, and few distinct ones, as each is prepared and cached per
+/// connection.
+pub fn rows_per_insert(left: usize) -> usize {
+    MAX_ROWS_PER_INSERT.min(1 << left.max(1).ilog2())
+}
+
+/// `{head} VALUES (...), (...) {tail}` for `rows` rows of `width`
+/// placeholders each.
+pub fn multi_row_insert(head: &str, tail: &str, width: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        sql.push_str(&in_list(1 + row * width, width));
+        sql.push(')');
+    }
+    if !tail.is_empty() {
+        sql.push(' ');
+        sql.push_str(tail);
+    }
+    sql
+}
+
 /// Inserts rows of `width` values each (`values`, row after row, in the
 /// columns' order) as `{head} VALUES (...), (...) {tail}`, where `head` is
-/// `INSERT INTO table (columns)` and `tail` may be an `ON CONFLICT` clause.
-/// Statements carry a power of two of rows, at most
-/// [`MAX_ROWS_PER_INSERT`]: few statements for any count, and few distinct
-/// ones, as each is prepared and cached per connection.
+/// `INSERT INTO table (columns)` and `tail` may be an `ON CONFLICT` clause,
+/// in statements of [`rows_per_insert`] rows.
 pub async fn insert_rows(
     tx: &Tx,
     head: &str,
@@ -520,22 +547,8 @@ pub async fn insert_rows(
     let mut left = values.len() / width.max(1);
     let mut values = values.into_iter();
     while left > 0 {
-        let rows = MAX_ROWS_PER_INSERT.min(1 << left.ilog2());
-        let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6);
-        sql.push_str(head);
-        sql.push_str(" VALUES ");
-        for row in 0..rows {
-            if row > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            sql.push_str(&in_list(1 + row * width, width));
-            sql.push(')');
-        }
-        if !tail.is_empty() {
-            sql.push(' ');
-            sql.push_str(tail);
-        }
+        let rows = rows_per_insert(left);
+        let sql = multi_row_insert(head, tail, width, rows);
         tx.execute(&sql, values.by_ref().take(rows * width)).await?;
         left -= rows;
     }
