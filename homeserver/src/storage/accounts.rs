@@ -40,9 +40,11 @@ pub enum TokenLookup {
 
 /// The sessions of access tokens looked up lately, so that a request does
 /// not cost a query to authenticate (every sync and send would). Anything
-/// that revokes tokens or sessions drops them all, before its write and
-/// again after its commit; a lookup caches what it read only if nothing
-/// was dropped meanwhile. Only this process writes the tables.
+/// that revokes tokens or sessions drops them, before its write and again
+/// after its commit: a login or a refresh the sessions of its device, the
+/// rest (logout, device deletion, deactivation, password change) all of
+/// them. A lookup caches what it read only if nothing was dropped
+/// meanwhile. Only this process writes the tables.
 #[derive(Default)]
 pub(crate) struct TokenCache(std::sync::Mutex<CachedSessions>);
 
@@ -92,6 +94,18 @@ impl TokenCache {
             inner.by_hash.clear();
         }
         inner.by_hash.insert(hash, session);
+    }
+
+    /// Drops the cached sessions of one device: what a login or a refresh
+    /// on it revokes. Other users' sessions stay cached, so a login does
+    /// not send every other request to the database.
+    fn invalidate_device(&self, user_id: &str, device_id: &str) {
+        let mut inner = self.lock();
+        // A lookup of this device's token in flight must not cache it.
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.by_hash.retain(|_, s| {
+            s.authed.user_id.as_str() != user_id || s.authed.device_id.as_str() != device_id
+        });
     }
 
     /// Drops every cached session.
@@ -301,8 +315,8 @@ async fn revoke_device_tokens(
     user_id: &str,
     device_id: &str,
 ) -> Result<(), DbErr> {
-    // The callers drop the cache again after their commit.
-    db.tokens().invalidate();
+    // The callers drop the device's sessions again after their commit.
+    db.tokens().invalidate_device(user_id, device_id);
     for table in ["access_tokens", "refresh_tokens"] {
         exec(
             db,
@@ -411,7 +425,10 @@ pub async fn create_user(
     };
     txn.commit().await?;
     // A session opened on an existing device ID revoked its tokens.
-    db.tokens().invalidate();
+    if let Some(session) = &session {
+        db.tokens()
+            .invalidate_device(user_id, session.device_id.as_str());
+    }
     Ok(Ok(session))
 }
 
@@ -429,7 +446,8 @@ pub async fn login(db: &Db, user_id: &str, req: SessionRequest) -> Result<Sessio
     let session = open_session(db, &txn, user_id, req).await?;
     txn.commit().await?;
     // An existing device's old tokens were revoked.
-    db.tokens().invalidate();
+    db.tokens()
+        .invalidate_device(user_id, session.device_id.as_str());
     Ok(session)
 }
 
@@ -479,7 +497,7 @@ pub async fn refresh(
     }
     // Everything the device holds but this refresh token: the access token
     // it renews, and a session an earlier use of it issued.
-    db.tokens().invalidate();
+    db.tokens().invalidate_device(&user_id, &device_id);
     exec(
         db,
         &txn,
@@ -508,7 +526,7 @@ pub async fn refresh(
     .await?;
     txn.commit().await?;
     // The renewed access token was revoked.
-    db.tokens().invalidate();
+    db.tokens().invalidate_device(&user_id, &device_id);
     Ok(Some(session))
 }
 
@@ -821,6 +839,23 @@ mod tests {
         ));
         cache.invalidate();
         assert!(cache.get("h").1.is_none());
+    }
+
+    #[test]
+    fn a_device_revocation_keeps_other_devices_cached() {
+        let cache = TokenCache::default();
+        let mut other = session(None);
+        other.authed.device_id = "E".into();
+        let (generation, _) = cache.get("h");
+        cache.put(generation, "h".into(), session(None));
+        cache.put(generation, "other".into(), other);
+        let (in_flight, _) = cache.get("late");
+        cache.invalidate_device("@a:x", "D");
+        assert!(cache.get("h").1.is_none(), "the device's session stays");
+        assert!(cache.get("other").1.is_some(), "another device was dropped");
+        // A lookup that began before the revocation is not cached.
+        cache.put(in_flight, "late".into(), session(None));
+        assert!(cache.get("late").1.is_none());
     }
 
     #[test]
