@@ -66,6 +66,10 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Unset: see [`Config::database_connections`].
     pub max_connections: Option<u32>,
+    /// Connections kept open even when idle, opened at start-up: a burst
+    /// of requests then finds them ready instead of waiting for new ones
+    /// (a PostgreSQL connection starts a server process). Unset: 1.
+    pub min_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +230,16 @@ impl Config {
                 "invalid configuration: database.max_connections must be at least 1".to_owned(),
             ));
         }
+        if self
+            .database
+            .min_connections
+            .is_some_and(|min| min > self.database_connections())
+        {
+            return Err(ConfigError(
+                "invalid configuration: database.min_connections is more than max_connections"
+                    .to_owned(),
+            ));
+        }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError(format!(
                 "invalid configuration: metrics.listen {:?} is not an address:port",
@@ -297,6 +311,11 @@ impl Config {
         }
     }
 
+    /// Connections the pool keeps open at least.
+    pub fn database_min_connections(&self) -> u32 {
+        self.database.min_connections.unwrap_or(1)
+    }
+
     /// The database URL, defaulting to SQLite in the data directory.
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
@@ -355,6 +374,7 @@ mod tests {
         .expect("env");
         assert_eq!(c.server.name, "example.org");
         assert_eq!(c.database_connections(), 4);
+        assert_eq!(c.database_min_connections(), 1);
         assert!(!c.registration.enabled);
         assert!(c.listen.federation.is_empty());
         assert!(c.federation.nameservers.is_empty());
@@ -376,6 +396,21 @@ mod tests {
         )
         .expect_err("federation listener without a certificate");
         assert!(err.to_string().contains("tls_certificate_path"), "{err}");
+        let pool = [
+            ("MYELIN__DATABASE__MAX_CONNECTIONS", "8"),
+            ("MYELIN__DATABASE__MIN_CONNECTIONS", "5"),
+        ];
+        let c = Config::load_with_env(None, env(&pool)).expect("a warm pool");
+        assert_eq!(c.database_min_connections(), 5);
+        let err = Config::load_with_env(
+            None,
+            env(&[
+                ("MYELIN__DATABASE__MAX_CONNECTIONS", "4"),
+                ("MYELIN__DATABASE__MIN_CONNECTIONS", "5"),
+            ]),
+        )
+        .expect_err("more kept open than allowed");
+        assert!(err.to_string().contains("min_connections"), "{err}");
     }
 
     /// The example an operator copies must load as it is (every key known,

@@ -49,7 +49,12 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
         source,
     })?;
     let keys = crate::keys::load_or_generate(&config.signing_key_path())?;
-    let db = Db::connect(&config.database_url(), config.database_connections()).await?;
+    let db = Db::connect_pool(
+        &config.database_url(),
+        config.database_connections(),
+        config.database_min_connections(),
+    )
+    .await?;
     db.migrate().await?;
     let metrics = Metrics::new()?;
     let federation = crate::federation::FederationService::new(

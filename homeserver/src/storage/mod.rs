@@ -66,9 +66,18 @@ impl Db {
     /// so that a committed transaction, and so every request answered with
     /// 200, survives a crash of the process or the machine.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+        Self::connect_pool(url, max_connections, 1).await
+    }
+
+    /// [`Self::connect`], keeping `min_connections` open even when idle.
+    pub async fn connect_pool(
+        url: &str,
+        max_connections: u32,
+        min_connections: u32,
+    ) -> Result<Self, DbErr> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.max_connections(max_connections)
-            .min_connections(1)
+            .min_connections(min_connections.clamp(1, max_connections.max(1)))
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(30))
             .test_before_acquire(false)
