@@ -183,11 +183,17 @@ fi
 mye="$bench/myelin"
 rm -rf "$mye" && mkdir -p "$mye"
 db_url=""
-[ "$db_kind" = postgres ] && db_url="postgres://postgres@127.0.0.1:$pg_port/myelin"
+min_connections=1
+if [ "$db_kind" = postgres ]; then
+  db_url="postgres://postgres@127.0.0.1:$pg_port/myelin"
+  # Synapse's pool above keeps 5 connections open (cp_min): so does this one.
+  min_connections=5
+fi
 MYELIN__SERVER__NAME=bench.test \
 MYELIN__SERVER__DATA_DIR="$mye" \
 MYELIN__LISTEN__CLIENT="127.0.0.1:$port" \
 MYELIN__DATABASE__URL="$db_url" \
+MYELIN__DATABASE__MIN_CONNECTIONS="$min_connections" \
 MYELIN__REGISTRATION__SHARED_SECRET="$secret" \
 MYELIN__RATE_LIMITS__MESSAGE__PER_SECOND=0 \
 MYELIN__RATE_LIMITS__REGISTRATION__PER_SECOND=0 \
