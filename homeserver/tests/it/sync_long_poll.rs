@@ -38,14 +38,18 @@ async fn poll(client: &Client, since: &str, extra: &str) -> tokio::task::JoinHan
     handle
 }
 
-async fn long_poll(backend: Backend) {
-    // Presence off: Alice's sending is activity, a change Bob would be
-    // woken with besides the one each step waits for.
-    let server = TestServer::start_with(backend, &[("MYELIN__PRESENCE__ENABLED", "false")]).await;
-    let (_alice_id, alice_token) = create_user(&server, "alice").await;
-    let (bob_id, bob_token) = create_user(&server, "bob").await;
-    let alice = server.client().with_token(&alice_token);
-    let bob = server.client().with_token(&bob_token);
+/// Alice and Bob, each with their user ID and a client.
+async fn users(server: &TestServer) -> [(String, Client); 2] {
+    let (alice_id, alice_token) = create_user(server, "alice").await;
+    let (bob_id, bob_token) = create_user(server, "bob").await;
+    [
+        (alice_id, server.client().with_token(&alice_token)),
+        (bob_id, server.client().with_token(&bob_token)),
+    ]
+}
+
+/// A public room Alice creates and Bob joins.
+async fn shared_room(alice: &Client, bob: &Client) -> String {
     let (status, resp) = alice
         .post(
             &format!("{V3}/createRoom"),
@@ -58,6 +62,15 @@ async fn long_poll(backend: Backend) {
         .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
         .await;
     assert_eq!(status, 200, "{resp}");
+    room
+}
+
+async fn long_poll(backend: Backend) {
+    // Presence off: Alice's sending is activity, a change Bob would be
+    // woken with besides the one each step waits for.
+    let server = TestServer::start_with(backend, &[("MYELIN__PRESENCE__ENABLED", "false")]).await;
+    let [(_, alice), (bob_id, bob)] = users(&server).await;
+    let room = shared_room(&alice, &bob).await;
     let token = next_batch(&sync(&bob, "").await);
 
     // Alice sends: Bob's poll wakes with the message.
@@ -167,22 +180,8 @@ async fn incremental_computes(server: &TestServer) -> u64 {
 
 async fn presence_filtered_out(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (alice_id, alice_token) = create_user(&server, "alice").await;
-    let (_bob_id, bob_token) = create_user(&server, "bob").await;
-    let alice = server.client().with_token(&alice_token);
-    let bob = server.client().with_token(&bob_token);
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "public_chat"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
-    let (status, resp) = bob
-        .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
-        .await;
-    assert_eq!(status, 200, "{resp}");
+    let [(alice_id, alice), (_, bob)] = users(&server).await;
+    let room = shared_room(&alice, &bob).await;
     let filter = json!({"presence": {"types": []}});
     let extra = format!("&filter={}", enc(&filter.to_string()));
     let token = next_batch(&sync(&bob, &extra[1..]).await);
