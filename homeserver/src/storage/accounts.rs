@@ -45,15 +45,7 @@ pub enum TokenLookup {
 /// rest (logout, device deletion, deactivation, password change) all of
 /// them. A lookup caches what it read only if nothing was dropped
 /// meanwhile. Only this process writes the tables.
-#[derive(Default)]
-pub(crate) struct TokenCache(std::sync::Mutex<CachedSessions>);
-
-#[derive(Default)]
-struct CachedSessions {
-    /// Bumped by every drop.
-    generation: u64,
-    by_hash: std::collections::HashMap<String, CachedSession>,
-}
+pub(crate) struct TokenCache(super::cache::Cache<String, CachedSession>);
 
 #[derive(Clone)]
 struct CachedSession {
@@ -71,48 +63,25 @@ impl std::fmt::Debug for TokenCache {
 /// Sessions cached at most; past it the cache starts again.
 const TOKEN_CACHE_SIZE: usize = 50_000;
 
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self(super::cache::Cache::new(TOKEN_CACHE_SIZE))
+    }
+}
+
 impl TokenCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, CachedSessions> {
-        // No critical section can panic half-way.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn get(&self, hash: &str) -> (u64, Option<CachedSession>) {
-        let inner = self.lock();
-        (inner.generation, inner.by_hash.get(hash).cloned())
-    }
-
-    /// Caches a session read at `generation`, unless a drop came since.
-    fn put(&self, generation: u64, hash: String, session: CachedSession) {
-        let mut inner = self.lock();
-        if inner.generation != generation {
-            return;
-        }
-        if inner.by_hash.len() >= TOKEN_CACHE_SIZE {
-            inner.by_hash.clear();
-        }
-        inner.by_hash.insert(hash, session);
-    }
-
     /// Drops the cached sessions of one device: what a login or a refresh
     /// on it revokes. Other users' sessions stay cached, so a login does
     /// not send every other request to the database.
     fn invalidate_device(&self, user_id: &str, device_id: &str) {
-        let mut inner = self.lock();
-        // A lookup of this device's token in flight must not cache it.
-        inner.generation = inner.generation.wrapping_add(1);
-        inner.by_hash.retain(|_, s| {
-            s.authed.user_id.as_str() != user_id || s.authed.device_id.as_str() != device_id
+        self.0.invalidate_where(|s| {
+            s.authed.user_id.as_str() == user_id && s.authed.device_id.as_str() == device_id
         });
     }
 
     /// Drops every cached session.
     pub(crate) fn invalidate(&self) {
-        let mut inner = self.lock();
-        inner.generation = inner.generation.wrapping_add(1);
-        inner.by_hash.clear();
+        self.0.invalidate_all();
     }
 }
 
@@ -129,7 +98,7 @@ impl CachedSession {
 /// Finds the live session an access token belongs to.
 pub async fn lookup_access_token(db: &Db, token: &str) -> Result<TokenLookup, DbErr> {
     let hash = hash_token(token);
-    let (generation, cached) = db.tokens().get(&hash);
+    let (generation, cached) = db.tokens().0.get(&hash);
     if let Some(session) = cached {
         return Ok(session.lookup());
     }
@@ -172,7 +141,7 @@ pub async fn lookup_access_token(db: &Db, token: &str) -> Result<TokenLookup, Db
             authed: authed.clone(),
             expires_ts,
         };
-        db.tokens().put(generation, hash, session);
+        db.tokens().0.put(generation, hash, session);
     }
     Ok(TokenLookup::Valid(authed))
 }
@@ -825,20 +794,20 @@ mod tests {
     #[test]
     fn a_lookup_that_raced_a_revocation_is_not_cached() {
         let cache = TokenCache::default();
-        let (generation, found) = cache.get("h");
+        let (generation, found) = cache.0.get("h");
         assert!(found.is_none());
         // A revocation commits while the lookup reads the database.
         cache.invalidate();
-        cache.put(generation, "h".into(), session(None));
-        assert!(cache.get("h").1.is_none());
-        let (generation, _) = cache.get("h");
-        cache.put(generation, "h".into(), session(None));
+        cache.0.put(generation, "h".into(), session(None));
+        assert!(cache.0.get("h").1.is_none());
+        let (generation, _) = cache.0.get("h");
+        cache.0.put(generation, "h".into(), session(None));
         assert!(matches!(
-            cache.get("h").1.map(CachedSession::lookup),
+            cache.0.get("h").1.map(CachedSession::lookup),
             Some(TokenLookup::Valid(_))
         ));
         cache.invalidate();
-        assert!(cache.get("h").1.is_none());
+        assert!(cache.0.get("h").1.is_none());
     }
 
     #[test]
@@ -846,25 +815,30 @@ mod tests {
         let cache = TokenCache::default();
         let mut other = session(None);
         other.authed.device_id = "E".into();
-        let (generation, _) = cache.get("h");
-        cache.put(generation, "h".into(), session(None));
-        cache.put(generation, "other".into(), other);
-        let (in_flight, _) = cache.get("late");
+        let (generation, _) = cache.0.get("h");
+        cache.0.put(generation, "h".into(), session(None));
+        cache.0.put(generation, "other".into(), other);
+        let (in_flight, _) = cache.0.get("late");
         cache.invalidate_device("@a:x", "D");
-        assert!(cache.get("h").1.is_none(), "the device's session stays");
-        assert!(cache.get("other").1.is_some(), "another device was dropped");
+        assert!(cache.0.get("h").1.is_none(), "the device's session stays");
+        assert!(
+            cache.0.get("other").1.is_some(),
+            "another device was dropped"
+        );
         // A lookup that began before the revocation is not cached.
-        cache.put(in_flight, "late".into(), session(None));
-        assert!(cache.get("late").1.is_none());
+        cache.0.put(in_flight, "late".into(), session(None));
+        assert!(cache.0.get("late").1.is_none());
     }
 
     #[test]
     fn a_cached_session_still_expires() {
         let cache = TokenCache::default();
-        let (generation, _) = cache.get("h");
-        cache.put(generation, "h".into(), session(Some(now_ms() - 1)));
+        let (generation, _) = cache.0.get("h");
+        cache
+            .0
+            .put(generation, "h".into(), session(Some(now_ms() - 1)));
         assert!(matches!(
-            cache.get("h").1.map(CachedSession::lookup),
+            cache.0.get("h").1.map(CachedSession::lookup),
             Some(TokenLookup::Expired)
         ));
     }

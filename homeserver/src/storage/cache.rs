@@ -73,6 +73,21 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         entries.generation += 1;
         entries.map.remove(key);
     }
+
+    /// Drops the entries whose value `dropped` picks: for writes that
+    /// change entries they cannot name by key.
+    pub(crate) fn invalidate_where(&self, dropped: impl Fn(&V) -> bool) {
+        let mut entries = self.lock();
+        entries.generation += 1;
+        entries.map.retain(|_, v| !dropped(v));
+    }
+
+    /// Drops every entry.
+    pub(crate) fn invalidate_all(&self) {
+        let mut entries = self.lock();
+        entries.generation += 1;
+        entries.map.clear();
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +106,22 @@ mod tests {
         assert_eq!(cache.get("a").1, Some(1));
         cache.invalidate("a");
         assert_eq!(cache.get("a").1, None);
+    }
+
+    #[test]
+    fn invalidations_by_value_and_of_everything() {
+        let cache: Cache<u32, u32> = Cache::new(10);
+        let (generation, _) = cache.get(&0);
+        for k in 0..4 {
+            cache.put(generation, k, k % 2);
+        }
+        let (in_flight, _) = cache.get(&9);
+        cache.invalidate_where(|v| *v == 1);
+        assert_eq!((cache.get(&0).1, cache.get(&1).1), (Some(0), None));
+        cache.put(in_flight, 9, 9);
+        assert_eq!(cache.get(&9).1, None, "a read from before is not cached");
+        cache.invalidate_all();
+        assert_eq!(cache.get(&0).1, None);
     }
 
     #[test]
