@@ -95,21 +95,22 @@ async fn destinations_of(tx: &Tx, user_id: &str) -> Result<BTreeSet<String>, DbE
 
 /// The oldest `limit` changes waiting for `destination`.
 pub async fn pending(db: &Db, destination: &str, limit: i64) -> Result<Vec<Poke>, DbErr> {
-    db.query_all(
+    let sql = format!(
         "SELECT stream_id, user_id, device_id FROM device_list_outbox \
-         WHERE destination = $1 ORDER BY stream_id LIMIT $2",
-        [destination.into(), limit.into()],
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(Poke {
-            stream_id: r.try_get("", "stream_id")?,
-            user_id: r.try_get("", "user_id")?,
-            device_id: r.try_get("", "device_id")?,
+         WHERE destination = $1 ORDER BY stream_id {}",
+        super::limit(limit)
+    );
+    db.query_all(&sql, [destination.into()])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Poke {
+                stream_id: r.try_get("", "stream_id")?,
+                user_id: r.try_get("", "user_id")?,
+                device_id: r.try_get("", "device_id")?,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 /// The last `stream_id` of each of `users` that `destination` accepted.

@@ -113,7 +113,7 @@ pub async fn search_users(
             " AND EXISTS (SELECT 1 FROM room_memberships m \
                WHERE m.user_id = u.user_id AND m.membership = 'join' AND ( \
                  m.room_id IN (SELECT s.room_id FROM room_memberships s \
-                   WHERE s.user_id = $4 AND s.membership = 'join') \
+                   WHERE s.user_id = $3 AND s.membership = 'join') \
                  OR m.room_id IN (SELECT c.room_id FROM current_state c \
                    JOIN events e ON e.event_nid = c.event_nid WHERE c.state_key = '' AND ( \
                      (c.event_type = 'm.room.join_rules' AND {join_rule} = 'public') \
@@ -127,11 +127,11 @@ pub async fn search_users(
          AND (LOWER(u.user_id) LIKE $2 ESCAPE '\\' \
               OR LOWER(COALESCE(u.displayname, '')) LIKE $2 ESCAPE '\\'){visible} \
          ORDER BY CASE WHEN u.displayname IS NULL THEN 1 ELSE 0 END, \
-         LOWER(COALESCE(u.displayname, u.user_id)), u.user_id LIMIT $3"
+         LOWER(COALESCE(u.displayname, u.user_id)), u.user_id {}",
+        super::limit(limit)
     );
     let pattern = format!("%{}%", like_escape(&term.to_lowercase()));
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut values: Vec<sea_orm::Value> = vec![false.into(), pattern.into(), limit.into()];
+    let mut values: Vec<sea_orm::Value> = vec![false.into(), pattern.into()];
     // PostgreSQL refuses a bound value no placeholder uses.
     if !all_users {
         values.push(searcher.into());

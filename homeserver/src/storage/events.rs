@@ -121,17 +121,14 @@ pub async fn timeline_page(
     let order = if forward { "ASC" } else { "DESC" };
     let sql = format!(
         "SELECT {COLS} FROM events WHERE room_id = $1 AND stream_ordering > $2 \
-         AND stream_ordering <= $3 ORDER BY stream_ordering {order} LIMIT $4"
+         AND stream_ordering <= $3 ORDER BY stream_ordering {order} {}",
+        super::limit(limit)
     );
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    db.query_all(
-        &sql,
-        [room_id.into(), after.into(), until.into(), limit.into()],
-    )
-    .await?
-    .iter()
-    .map(row)
-    .collect()
+    db.query_all(&sql, [room_id.into(), after.into(), until.into()])
+        .await?
+        .iter()
+        .map(row)
+        .collect()
 }
 
 /// The highest stream position of a room's timeline (0 when empty).
@@ -159,19 +156,17 @@ pub async fn backward_extremities(
     room_id: &str,
     oldest: u64,
 ) -> Result<Vec<String>, DbErr> {
-    let oldest = i64::try_from(oldest).unwrap_or(i64::MAX);
-    let rows = db
-        .query_all(
-            "SELECT DISTINCT g.target_event_id AS id FROM \
-             (SELECT event_nid FROM events WHERE room_id = $1 AND stream_ordering IS NOT NULL \
-              ORDER BY stream_ordering LIMIT $2) AS o \
-             JOIN event_edges g ON g.event_nid = o.event_nid AND g.is_auth = $3 \
-             LEFT JOIN events p ON p.event_id = g.target_event_id \
-             WHERE p.event_nid IS NULL OR p.stream_ordering IS NULL \
-             ORDER BY g.target_event_id",
-            [room_id.into(), oldest.into(), false.into()],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT DISTINCT g.target_event_id AS id FROM \
+         (SELECT event_nid FROM events WHERE room_id = $1 AND stream_ordering IS NOT NULL \
+          ORDER BY stream_ordering {}) AS o \
+         JOIN event_edges g ON g.event_nid = o.event_nid AND g.is_auth = $2 \
+         LEFT JOIN events p ON p.event_id = g.target_event_id \
+         WHERE p.event_nid IS NULL OR p.stream_ordering IS NULL \
+         ORDER BY g.target_event_id",
+        super::limit(oldest)
+    );
+    let rows = db.query_all(&sql, [room_id.into(), false.into()]).await?;
     rows.iter().map(|r| r.try_get("", "id")).collect()
 }
 
@@ -198,9 +193,13 @@ fn cols_of(alias: &str) -> String {
 /// Rooms per statement of the per-room reads below.
 const ROOMS_PER_QUERY: usize = 100;
 
+/// The first placeholder a [`latest_per_room`] condition may use.
+pub const LATEST_PER_ROOM_FIRST_PARAM: usize = 3;
+
 /// For each of `rooms`, its newest (at most `per_room`) timeline events at
 /// stream positions in `(after, until]` that satisfy `condition` (SQL over
-/// `events` columns with placeholders from `$4`), oldest first. One
+/// `events` columns with placeholders from [`LATEST_PER_ROOM_FIRST_PARAM`]),
+/// oldest first. One
 /// statement per [`ROOMS_PER_QUERY`] rooms: a `UNION ALL` of one
 /// index-ordered, limited scan per room, so the cost follows the events
 /// returned, not the rooms' history (a window function over all of a
@@ -216,25 +215,25 @@ pub async fn latest_per_room(
     if per_room == 0 {
         return Ok(out);
     }
-    let limit = i64::try_from(per_room).unwrap_or(i64::MAX);
+    let limit = super::limit(per_room);
     let (cond_sql, cond_values) = match condition {
         Some((sql, values)) => (format!(" AND {sql}"), values.clone()),
         None => (String::new(), Vec::new()),
     };
     for chunk in rooms.chunks(ROOMS_PER_QUERY) {
-        let first_room = 4 + cond_values.len();
+        let first_room = LATEST_PER_ROOM_FIRST_PARAM + cond_values.len();
         let branches: Vec<String> = (0..chunk.len())
             .map(|i| {
                 format!(
                     "SELECT * FROM (SELECT {COLS} FROM events WHERE room_id = ${} \
                      AND stream_ordering > $1 AND stream_ordering <= $2{cond_sql} \
-                     ORDER BY stream_ordering DESC LIMIT $3) AS b{i}",
+                     ORDER BY stream_ordering DESC {limit}) AS b{i}",
                     first_room + i
                 )
             })
             .collect();
         let sql = branches.join(" UNION ALL ");
-        let mut values: Vec<sea_orm::Value> = vec![after.into(), until.into(), limit.into()];
+        let mut values: Vec<sea_orm::Value> = vec![after.into(), until.into()];
         values.extend(cond_values.iter().cloned());
         values.extend(chunk.iter().map(|r| (*r).into()));
         for r in &db.query_all(&sql, values).await? {

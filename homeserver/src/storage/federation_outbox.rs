@@ -55,21 +55,22 @@ pub async fn enqueue(tx: &Tx, room_id: &str, events: &[(&[String], i64)]) -> Res
 
 /// The oldest `limit` events waiting for `destination`.
 pub async fn pending(db: &Db, destination: &str, limit: i64) -> Result<Vec<QueuedPdu>, DbErr> {
-    db.query_all(
+    let sql = format!(
         "SELECT o.stream_ordering, e.json FROM federation_outbox o \
          JOIN events e ON e.stream_ordering = o.stream_ordering \
-         WHERE o.destination = $1 ORDER BY o.stream_ordering LIMIT $2",
-        [destination.into(), limit.into()],
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(QueuedPdu {
-            stream_ordering: r.try_get("", "stream_ordering")?,
-            json: r.try_get("", "json")?,
+         WHERE o.destination = $1 ORDER BY o.stream_ordering {}",
+        super::limit(limit)
+    );
+    db.query_all(&sql, [destination.into()])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(QueuedPdu {
+                stream_ordering: r.try_get("", "stream_ordering")?,
+                json: r.try_get("", "json")?,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 /// How many events wait for `destination`.

@@ -157,19 +157,16 @@ pub async fn for_sync(
     until: i64,
     limit: usize,
 ) -> Result<(Vec<serde_json::Value>, i64), DbErr> {
-    let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+    let sql = format!(
+        "SELECT stream_position, sender, event_type, content FROM to_device_inbox \
+         WHERE user_id = $1 AND device_id = $2 AND stream_position > $3 \
+         AND stream_position <= $4 ORDER BY stream_position {}",
+        super::limit(limit)
+    );
     let rows = db
         .query_all(
-            "SELECT stream_position, sender, event_type, content FROM to_device_inbox \
-             WHERE user_id = $1 AND device_id = $2 AND stream_position > $3 \
-             AND stream_position <= $4 ORDER BY stream_position LIMIT $5",
-            [
-                user_id.into(),
-                device_id.into(),
-                since.into(),
-                until.into(),
-                limit_sql.into(),
-            ],
+            &sql,
+            [user_id.into(), device_id.into(), since.into(), until.into()],
         )
         .await?;
     let mut events = Vec::with_capacity(rows.len());
@@ -226,14 +223,13 @@ pub struct QueuedToDevice {
 /// Messages waiting for `destination`, oldest first (for the federation
 /// sender, which deletes them with [`remove_sent`] once delivered).
 pub async fn outbox(db: &Db, destination: &str, limit: i64) -> Result<Vec<QueuedToDevice>, DbErr> {
-    let rows = db
-        .query_all(
-            "SELECT stream_position, sender, event_type, message_id, messages \
-             FROM to_device_outbox WHERE destination = $1 \
-             ORDER BY stream_position LIMIT $2",
-            [destination.into(), limit.into()],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT stream_position, sender, event_type, message_id, messages \
+         FROM to_device_outbox WHERE destination = $1 \
+         ORDER BY stream_position {}",
+        super::limit(limit)
+    );
+    let rows = db.query_all(&sql, [destination.into()]).await?;
     rows.iter()
         .map(|r| {
             Ok(QueuedToDevice {

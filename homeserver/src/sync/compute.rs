@@ -119,8 +119,12 @@ pub async fn compute(
     let lazy = !state_filter.lazy_load_options.is_disabled();
     // Ignored users' non-state events are withheld, along with their invites.
     let ignored = ignored_users::of(db, user).await?;
-    let cond =
-        ignored_users::exclude_from_timeline(filter::timeline_sql(tl_filter, 4), &ignored, 4);
+    let first = events::LATEST_PER_ROOM_FIRST_PARAM;
+    let cond = ignored_users::exclude_from_timeline(
+        filter::timeline_sql(tl_filter, first),
+        &ignored,
+        first,
+    );
     let tl_ok = |room: &str| {
         RoomId::parse(room).is_ok_and(|r| filter::event_filter_allows_room(tl_filter, &r))
     };
