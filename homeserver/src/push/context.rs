@@ -1,12 +1,12 @@
 //! What push rule conditions are evaluated against: the room context of
 //! one member (member count, their display name, the sender's power to
-//! notify the room), and the evaluation of a ruleset on an event.
+//! notify the room), and what a matching rule means for unread counts.
 
 use std::collections::BTreeMap;
 
 use myelin_proto::auth::UserPowerLevel;
 use ruma::power_levels::NotificationPowerLevels;
-use ruma::push::{FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx};
 use ruma::room_version_rules::{AuthorizationRules, RoomPowerLevelsRules};
 use ruma::{Int, OwnedRoomId, OwnedUserId, UInt, UserId};
 use serde::Deserialize;
@@ -19,6 +19,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What a matching rule's actions mean.
+    pub fn of(actions: &[Action]) -> Self {
+        Self {
+            notify: actions.iter().any(Action::should_notify),
+            highlight: actions.iter().any(Action::is_highlight),
+        }
+    }
+
     /// Whether the event counts at all (a row is stored).
     pub fn counts(self) -> bool {
         self.notify || self.highlight
@@ -91,33 +99,26 @@ pub fn display_name(member_event_json: &str) -> Option<String> {
         .filter(|n| !n.is_empty())
 }
 
-/// The outcome of the first rule of `ruleset` that matches `event` (the
-/// same walk as ruma's `Ruleset::get_actions`, on an event flattened once
-/// for all members).
-pub async fn evaluate(
-    ruleset: &Ruleset,
-    event: &FlattenedJson,
-    ctx: &PushConditionRoomCtx,
-) -> Outcome {
-    for rule in ruleset {
-        if rule.applies(event, ctx).await {
-            let actions = rule.actions();
-            return Outcome {
-                notify: actions.iter().any(|a| a.should_notify()),
-                highlight: actions.iter().any(|a| a.is_highlight()),
-            };
-        }
-    }
-    Outcome::default()
-}
-
 #[cfg(test)]
 mod tests {
+    use ruma::push::{FlattenedJson, Ruleset};
     use ruma::serde::Raw;
     use ruma::{owned_room_id, owned_user_id, user_id};
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::push::shared::{PreparedRuleset, SharedMatches};
+
+    async fn evaluate(
+        rules: &Ruleset,
+        event: &FlattenedJson,
+        ctx: &PushConditionRoomCtx,
+    ) -> Outcome {
+        let prepared = PreparedRuleset::new(rules.clone());
+        SharedMatches::default()
+            .evaluate(&prepared, event, ctx)
+            .await
+    }
 
     fn flat(event: Value) -> FlattenedJson {
         let raw: Raw<Value> = Raw::new(&event).expect("raw");

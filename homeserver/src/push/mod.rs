@@ -14,13 +14,15 @@
 //! Sending is a hot path, so the work per event is three indexed queries
 //! (members with their member events, the push rules and ignore list
 //! versions of each, the create and power levels events) and one walk of
-//! each member's ruleset over an event flattened once. Parsed rulesets and
+//! each member's ruleset over an event flattened once, in which the rules
+//! all members share are evaluated once ([`shared`]). Parsed rulesets and
 //! ignore lists are cached by user and by the account data
 //! `stream_position` of their `m.push_rules` or `m.ignored_user_list`
 //! (every change moves it), validated by the one query for all members; a
 //! user without stored rules gets the server defaults.
 
 pub mod context;
+mod shared;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,6 +38,7 @@ use crate::api::error::ApiError;
 use crate::rooms::pipeline::stored_pdu;
 use crate::storage::push_actions::{self, PushAction};
 use crate::storage::{self, Db, push_rules};
+use shared::{PreparedRuleset, SharedMatches};
 
 /// Most users whose parsed rulesets (or ignore lists) are cached.
 const MAX_CACHED_RULESETS: usize = 50_000;
@@ -98,7 +101,7 @@ pub struct RoomInputs {
 pub struct PushEvaluator {
     /// By the version of `m.push_rules` (`None`: the user has none stored,
     /// the defaults apply).
-    rulesets: ByVersion<Option<i64>, Ruleset>,
+    rulesets: ByVersion<Option<i64>, PreparedRuleset>,
     /// By the version of `m.ignored_user_list`.
     ignore_lists: ByVersion<i64, HashSet<String>>,
 }
@@ -215,8 +218,9 @@ impl PushEvaluator {
             .map_err(|e| ApiError::internal("event JSON unreadable", e))?;
         let event = FlattenedJson::from_raw(&raw);
         let room_id: OwnedRoomId = pdu.room_id().to_owned();
+        let mut shared = SharedMatches::default();
         let mut actions = Vec::new();
-        for ((user_id, display_name), ruleset) in recipients.into_iter().zip(rulesets) {
+        for ((user_id, display_name), ruleset) in recipients.into_iter().zip(&rulesets) {
             let ctx = context::room_ctx(
                 room_id.clone(),
                 room.member_count,
@@ -224,7 +228,7 @@ impl PushEvaluator {
                 display_name.clone(),
                 power_ctx.clone(),
             );
-            let outcome = context::evaluate(&ruleset, &event, &ctx).await;
+            let outcome = shared.evaluate(ruleset, &event, &ctx).await;
             if outcome.counts() {
                 actions.push(PushAction {
                     user_id: user_id.to_string(),
@@ -243,14 +247,14 @@ impl PushEvaluator {
         db: &Db,
         users: &[&OwnedUserId],
         versions: &HashMap<String, i64>,
-    ) -> Result<Vec<Arc<Ruleset>>, DbErr> {
+    ) -> Result<Vec<Arc<PreparedRuleset>>, DbErr> {
         let mut out = Vec::with_capacity(users.len());
         for user in users {
             let version = versions.get(user.as_str()).copied();
             let rules = match self.rulesets.get(user, &version) {
                 Some(rules) => rules,
                 None => {
-                    let rules = Arc::new(match version {
+                    let rules = Arc::new(PreparedRuleset::new(match version {
                         // Merges in the server defaults, like every reader.
                         // Unreadable rules must not stop the room's events:
                         // that user gets the defaults until they fix them.
@@ -259,7 +263,7 @@ impl PushEvaluator {
                             Ruleset::server_default(user)
                         }),
                         None => Ruleset::server_default(user),
-                    });
+                    }));
                     self.rulesets.put(user, version, rules.clone());
                     rules
                 }
@@ -353,6 +357,7 @@ mod tests {
         assert!(Arc::ptr_eq(&first[0], &changed[0]));
         assert!(!Arc::ptr_eq(&first[1], &changed[1]));
         let message = changed[1]
+            .ruleset()
             .get(
                 RuleKind::Underride,
                 PredefinedUnderrideRuleId::Message.as_str(),
