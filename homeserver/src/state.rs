@@ -46,6 +46,8 @@ struct Inner {
     device_list_resyncs: crate::federation::remote_keys::Resyncs,
     /// Everyone's presence (in memory).
     presence: crate::presence::Presence,
+    /// The lazy-loaded members each sync loop holds.
+    lazy_members: crate::sync::lazy_members::LazyMembers,
 }
 
 /// Cap on each in-memory credential table (see [`ExpiringMap`]).
@@ -94,6 +96,7 @@ impl AppState {
             federation,
             device_list_resyncs: crate::federation::remote_keys::Resyncs::default(),
             presence,
+            lazy_members: Default::default(),
         }))
     }
 
@@ -142,6 +145,12 @@ impl AppState {
     /// Everyone's presence (see `crate::presence`).
     pub fn presence(&self) -> &crate::presence::Presence {
         &self.0.presence
+    }
+
+    /// The lazy-loaded members each sync loop holds (see
+    /// `crate::sync::lazy_members`).
+    pub fn lazy_members(&self) -> &crate::sync::lazy_members::LazyMembers {
+        &self.0.lazy_members
     }
 
     /// Who is typing in which room (in memory).

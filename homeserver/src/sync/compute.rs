@@ -18,8 +18,9 @@
 //! Synapse sends). Left rooms read the state as of the leave.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
-use ruma::api::client::filter::FilterDefinition;
+use ruma::api::client::filter::{FilterDefinition, LazyLoadOptions};
 use ruma::api::client::sync::sync_events::v3 as sync_events;
 use ruma::serde::Raw;
 use ruma::{DeviceId, OwnedRoomId, RoomId, UInt, UserId};
@@ -28,6 +29,7 @@ use serde_json::Value as Json;
 use super::assemble::{self, StateKey};
 use super::e2ee;
 use super::filter;
+use super::lazy_members::{self, Change, Held, LoopKey};
 use super::plan::{RoomTimeline, plan, prev_batch, split_timelines};
 use super::token::SyncToken;
 use crate::api::error::ApiError;
@@ -49,6 +51,9 @@ pub struct SyncParams<'a> {
     pub since: Option<SyncToken>,
     pub full_state: bool,
     pub filter: &'a FilterDefinition,
+    /// The filter's JSON: with the user and device, what names the sync
+    /// loop whose lazy-loaded members are remembered.
+    pub filter_json: &'a str,
 }
 
 /// The positions of every stream now: the `next_batch` of a response.
@@ -117,6 +122,24 @@ pub async fn compute(
     let tl_filter = &p.filter.room.timeline;
     let state_filter = &p.filter.room.state;
     let lazy = !state_filter.lazy_load_options.is_disabled();
+    // Members the loop holds are left out, unless it asked for them.
+    let loop_key = matches!(
+        state_filter.lazy_load_options,
+        LazyLoadOptions::Enabled {
+            include_redundant_members: false
+        }
+    )
+    .then(|| LoopKey {
+        user_id: user.to_owned(),
+        device_id: p.device_id.as_str().to_owned(),
+        filter: p.filter_json.to_owned(),
+    });
+    let held: Arc<Held> = match &loop_key {
+        Some(key) => state
+            .lazy_members()
+            .begin(key, p.since, p.since.is_none() || p.full_state),
+        None => Arc::default(),
+    };
     // Ignored users' non-state events are withheld, along with their invites.
     let ignored = ignored_users::of(db, user).await?;
     let first = events::LATEST_PER_ROOM_FIRST_PARAM;
@@ -312,7 +335,9 @@ pub async fn compute(
     }
     let mut state_rows = events::get_many_by_nid(db, &wanted).await?;
 
-    // State changes of incremental rooms.
+    // State changes of incremental rooms; their member changes, as (room,
+    // user, event).
+    let mut changed_members: Vec<(String, Option<String>, String)> = Vec::new();
     if let Some(since) = since_tl {
         let incr_st: Vec<&str> = incr_ids.iter().copied().filter(|r| st_ok(r)).collect();
         let changed = if since < state_until {
@@ -322,6 +347,13 @@ pub async fn compute(
         };
         let mut sent: HashSet<i64> = HashSet::new();
         for row in changed {
+            if row.event_type == "m.room.member" {
+                changed_members.push((
+                    row.room_id.clone(),
+                    row.state_key.clone(),
+                    row.event_id.clone(),
+                ));
+            }
             let lazy_skip = lazy
                 && row.event_type == "m.room.member"
                 && !senders_of(&row.room_id).contains(row.state_key.as_deref().unwrap_or(""));
@@ -331,22 +363,30 @@ pub async fn compute(
             }
         }
         if lazy {
-            // The members of the timeline's senders, every time (see the
-            // module docs of `sync`: redundant members are sent).
-            let active: Vec<&str> = incr_st
-                .iter()
-                .copied()
-                .filter(|r| g.timelines.get(*r).is_some_and(|t| !t.rows.is_empty()))
-                .collect();
-            let users: HashSet<&str> = active
-                .iter()
-                .flat_map(|r| senders_of(r))
-                .map(String::as_str)
-                .collect();
+            // The members of the timeline's senders that the loop does not
+            // hold (with redundant members asked for, it holds none).
+            let needs = |room: &str, member: &str| {
+                senders_of(room).contains(member) && !lazy_members::holds(&held, room, member)
+            };
+            let mut active: Vec<&str> = Vec::new();
+            let mut users: HashSet<&str> = HashSet::new();
+            for room in incr_st.iter().copied() {
+                let needed = senders_of(room).iter().map(String::as_str);
+                let needed: Vec<&str> = needed.filter(|u| needs(room, u)).collect();
+                if !needed.is_empty() {
+                    active.push(room);
+                    users.extend(needed);
+                }
+            }
             let users: Vec<&str> = users.into_iter().collect();
-            for row in events::current_member_events(db, &active, &users).await? {
+            let rows = if users.is_empty() {
+                Vec::new()
+            } else {
+                events::current_member_events(db, &active, &users).await?
+            };
+            for row in rows {
                 let member = row.state_key.as_deref().unwrap_or_default();
-                if senders_of(&row.room_id).contains(member)
+                if needs(&row.room_id, member)
                     && !in_timeline(&row.room_id).contains(&row.event_nid)
                     && sent.insert(row.event_nid)
                 {
@@ -400,6 +440,13 @@ pub async fn compute(
     for rows in g.state.values_mut() {
         rows.sort_by_key(|r| r.stream_ordering);
     }
+    let lazy_changes = loop_key.as_ref().map(|_| {
+        let whole = full_ids
+            .iter()
+            .copied()
+            .chain(plan.left.iter().map(|(m, _)| m.room_id.as_str()));
+        held_changes(whole, &changed_members, &g.state)
+    });
 
     // Every event of the response in client format, in one batch.
     let all_rows: Vec<EventRow> = g
@@ -657,7 +704,42 @@ pub async fn compute(
     )
     .await?;
     resp.next_batch = next.to_string();
+    if let (Some(key), Some(changes)) = (&loop_key, lazy_changes) {
+        state.lazy_members().record(key, p.since, next, changes);
+    }
     Ok(resp)
+}
+
+/// What a response changes in the members its loop holds: rooms sent
+/// `whole` (or left) are forgotten, member changes left out of the
+/// response's state are forgotten, and the members its state carries are
+/// held.
+fn held_changes<'a>(
+    whole: impl Iterator<Item = &'a str>,
+    changed_members: &[(String, Option<String>, String)],
+    state: &HashMap<String, Vec<EventRow>>,
+) -> Vec<Change> {
+    let mut changes: Vec<Change> = whole.map(|r| Change::ForgetRoom(r.to_owned())).collect();
+    let sent: HashSet<&str> = state
+        .values()
+        .flatten()
+        .map(|r| r.event_id.as_str())
+        .collect();
+    for (room, user, event_id) in changed_members {
+        if let Some(user) = user.as_ref().filter(|_| !sent.contains(event_id.as_str())) {
+            changes.push(Change::Forget(room.clone(), user.clone()));
+        }
+    }
+    for row in state.values().flatten() {
+        if let (true, Some(user)) = (row.event_type == "m.room.member", &row.state_key) {
+            changes.push(Change::Hold(
+                row.room_id.clone(),
+                user.clone(),
+                row.event_id.clone(),
+            ));
+        }
+    }
+    changes
 }
 
 fn room_ids(rows: &[MembershipRow]) -> Vec<&RoomId> {

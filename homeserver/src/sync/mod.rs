@@ -4,6 +4,7 @@
 //! - [`filter`]: the request's filter and what it selects.
 //! - [`plan`]: which rooms a response covers and how, timeline limits.
 //! - [`compute`]: one response from the database and in-memory streams.
+//! - [`lazy_members`]: the lazy-loaded members each sync loop holds.
 //! - [`assemble`]: the pure rules of the response (state selection,
 //!   summaries, ephemeral and stripped events).
 //! - [`e2ee`]: to-device messages, device-list changes and key counts
@@ -18,10 +19,9 @@
 //!   `include_leave`. Forgotten rooms never.
 //! - Lazy-loading: an initial sync sends the members of the timeline's
 //!   senders, the user's own and, for rooms without a name, the heroes';
-//!   an incremental sync sends the members of the timeline's senders each
-//!   time, without remembering what each device already has. Clients treat
-//!   these as state updates to what they hold, so a redundant member is
-//!   harmless (`include_redundant_members` is in effect always on).
+//!   an incremental sync sends the members of the timeline's senders that
+//!   the sync loop (device and filter) does not hold yet
+//!   ([`lazy_members`]), or all of them with `include_redundant_members`.
 //! - `summary` (counts and heroes) is sent for rooms sent whole and for
 //!   rooms whose timeline has membership changes; heroes are always
 //!   listed, clients use them only for rooms without a name.
@@ -33,6 +33,7 @@ pub mod assemble;
 pub mod compute;
 pub mod e2ee;
 pub mod filter;
+pub mod lazy_members;
 pub mod plan;
 pub mod token;
 

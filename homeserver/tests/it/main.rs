@@ -51,6 +51,7 @@ mod server_basics;
 mod sessions;
 mod synapse_interop;
 mod sync_filters;
+mod sync_lazy_members;
 mod sync_long_poll;
 mod sync_memberships;
 mod sync_story;

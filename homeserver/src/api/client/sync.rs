@@ -61,6 +61,8 @@ pub async fn sync_events(
         .map(SyncToken::parse_param)
         .transpose()?;
     let filter = sync::filter::resolve(db, auth.user_id.as_str(), req.filter).await?;
+    let filter_json = serde_json::to_string(&filter)
+        .map_err(|e| ApiError::internal("filter not serialisable", e))?;
     // The user counts as syncing (online) until this request ends.
     let _syncing = crate::presence::sync_started(&state, &auth.user_id, &req.set_presence).await;
     if since.is_none() {
@@ -77,6 +79,7 @@ pub async fn sync_events(
         since,
         full_state: req.full_state,
         filter: &filter,
+        filter_json: &filter_json,
     };
     let timeout = if since.is_none() || req.full_state {
         Duration::ZERO
