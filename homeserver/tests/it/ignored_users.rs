@@ -3,7 +3,7 @@
 //! looks the same to everyone), and not his invites. Carol's messages are unaffected. When
 //! she stops ignoring him, his new messages come through again.
 
-use crate::common::{Backend, Client, TestServer, create_user, enc};
+use crate::common::{Backend, Client, TestServer, enc, joined_room, users};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -63,26 +63,11 @@ async fn ignore(client: &Client, user_id: &str, ignored: &[&str]) {
 
 async fn ignoring_a_user(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (alice_id, alice_token) = create_user(&server, "alice").await;
-    let (bob_id, bob_token) = create_user(&server, "bob").await;
-    let (carol_id, carol_token) = create_user(&server, "carol").await;
-    let alice = server.client().with_token(&alice_token);
-    let bob = server.client().with_token(&bob_token);
-    let carol = server.client().with_token(&carol_token);
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({ "preset": "public_chat", "power_level_content_override": { "state_default": 0 } }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
-    for user in [&bob, &carol] {
-        let (status, resp) = user
-            .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
-            .await;
-        assert_eq!(status, 200, "{resp}");
-    }
+    let [(alice_id, alice), (bob_id, bob), (carol_id, carol)] =
+        users(&server, ["alice", "bob", "carol"]).await;
+    let body =
+        json!({ "preset": "public_chat", "power_level_content_override": { "state_default": 0 } });
+    let room = joined_room(&alice, &body, &[&bob, &carol]).await;
     send(&bob, &room, "b0", "before").await;
 
     let since = sync(&alice, None).await["next_batch"]

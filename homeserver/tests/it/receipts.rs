@@ -4,7 +4,7 @@
 //! data; bad receipts get the spec's errors. What sync will show is read
 //! through `storage::receipts::for_sync` on the server's own database.
 
-use crate::common::{Backend, Client, TestServer, assert_error, create_user, enc};
+use crate::common::{Backend, Client, TestServer, assert_error, enc, joined_room, users};
 use myelin_homeserver::storage::streams::{self, Stream};
 use myelin_homeserver::storage::{Db, receipts};
 use serde_json::{Value, json};
@@ -78,25 +78,12 @@ async fn receipt(
 
 async fn receipts_story(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (alice_id, alice_token) = create_user(&server, "alice").await;
-    let (bob_id, bob_token) = create_user(&server, "bob").await;
-    let (_, carol_token) = create_user(&server, "carol").await;
-    let alice = server.client().with_token(&alice_token);
-    let bob = server.client().with_token(&bob_token);
-    let carol = server.client().with_token(&carol_token);
+    let [(alice_id, alice), (bob_id, bob), (_, carol)] =
+        users(&server, ["alice", "bob", "carol"]).await;
     let db = Db::connect(&server.db_url, 2).await.expect("database");
 
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "public_chat"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = joined_room(&alice, &json!({"preset": "public_chat"}), &[&bob]).await;
     let r = enc(&room);
-    let (status, resp) = bob.post(&format!("{V3}/rooms/{r}/join"), &json!({})).await;
-    assert_eq!(status, 200, "{resp}");
     let e1 = send(&alice, &room, "t1", "one").await;
     let e2 = send(&alice, &room, "t2", "two").await;
     let e3 = send(&alice, &room, "t3", "three").await;

@@ -6,7 +6,7 @@
 //! Going back to an older token, or asking for redundant members, sends
 //! them every time.
 
-use crate::common::{Backend, Client, TestServer, create_user, enc};
+use crate::common::{Backend, Client, TestServer, enc, joined_room, users};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -47,7 +47,7 @@ async fn sync(
     (members, next)
 }
 
-fn users(members: &[(String, Value)]) -> Vec<&str> {
+fn user_ids(members: &[(String, Value)]) -> Vec<&str> {
     members.iter().map(|(u, _)| u.as_str()).collect()
 }
 
@@ -73,40 +73,24 @@ async fn rename(client: &Client, user: &str, name: &str) {
 
 async fn lazy_members(backend: Backend) {
     let server = TestServer::start_with(backend, &[("MYELIN__PRESENCE__ENABLED", "false")]).await;
-    let (alice_id, alice_token) = create_user(&server, "alice").await;
-    let (_, bob_token) = create_user(&server, "bob").await;
-    let (carol_id, carol_token) = create_user(&server, "carol").await;
-    let alice = server.client().with_token(&alice_token);
-    let bob = server.client().with_token(&bob_token);
-    let carol = server.client().with_token(&carol_token);
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "public_chat", "name": "lazy"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
-    for client in [&bob, &carol] {
-        let (status, resp) = client
-            .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
-            .await;
-        assert_eq!(status, 200, "{resp}");
-    }
+    let [(alice_id, alice), (_, bob), (carol_id, carol)] =
+        users(&server, ["alice", "bob", "carol"]).await;
+    let body = json!({"preset": "public_chat", "name": "lazy"});
+    let room = joined_room(&alice, &body, &[&bob, &carol]).await;
     let filter = lazy(false);
     let (_, t0) = sync(&bob, &filter, None, &room).await;
 
     // Carol speaks: her member comes along, once.
     say(&carol, &room, "c1").await;
     let (members, t1) = sync(&bob, &filter, Some(&t0), &room).await;
-    assert_eq!(users(&members), [carol_id.as_str()]);
+    assert_eq!(user_ids(&members), [carol_id.as_str()]);
     say(&carol, &room, "c2").await;
     let (members, _) = sync(&bob, &filter, Some(&t1), &room).await;
     assert!(members.is_empty(), "{members:?}");
     // Bob goes back to an older token: the loop starts over.
     say(&carol, &room, "c3").await;
     let (members, t3) = sync(&bob, &filter, Some(&t0), &room).await;
-    assert_eq!(users(&members), [carol_id.as_str()]);
+    assert_eq!(user_ids(&members), [carol_id.as_str()]);
     // From there on, held again.
     say(&carol, &room, "c4").await;
     let (members, t4) = sync(&bob, &filter, Some(&t3), &room).await;
@@ -127,7 +111,7 @@ async fn lazy_members(backend: Backend) {
     // speaks again her new name comes along.
     say(&alice, &room, "a1").await;
     let (members, t7) = sync(&bob, &filter, Some(&t6), &room).await;
-    assert_eq!(users(&members), [alice_id.as_str()]);
+    assert_eq!(user_ids(&members), [alice_id.as_str()]);
     say(&carol, &room, "c6").await;
     let (_, t8) = sync(&bob, &filter, Some(&t7), &room).await;
     rename(&alice, &alice_id, "Alicia").await;
@@ -145,10 +129,10 @@ async fn lazy_members(backend: Backend) {
     let (_, r0) = sync(&bob, &redundant, None, &room).await;
     say(&carol, &room, "c11").await;
     let (members, r1) = sync(&bob, &redundant, Some(&r0), &room).await;
-    assert_eq!(users(&members), [carol_id.as_str()]);
+    assert_eq!(user_ids(&members), [carol_id.as_str()]);
     say(&carol, &room, "c12").await;
     let (members, _) = sync(&bob, &redundant, Some(&r1), &room).await;
-    assert_eq!(users(&members), [carol_id.as_str()]);
+    assert_eq!(user_ids(&members), [carol_id.as_str()]);
 }
 
 backend_tests!(lazy_members);

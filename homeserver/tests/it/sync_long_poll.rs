@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, Client, TestServer, create_user, enc};
+use crate::common::{Backend, Client, TestServer, enc, joined_room, users};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -38,39 +38,18 @@ async fn poll(client: &Client, since: &str, extra: &str) -> tokio::task::JoinHan
     handle
 }
 
-/// Alice and Bob, each with their user ID and a client.
-async fn users(server: &TestServer) -> [(String, Client); 2] {
-    let (alice_id, alice_token) = create_user(server, "alice").await;
-    let (bob_id, bob_token) = create_user(server, "bob").await;
-    [
-        (alice_id, server.client().with_token(&alice_token)),
-        (bob_id, server.client().with_token(&bob_token)),
-    ]
-}
-
-/// A public room Alice creates and Bob joins.
-async fn shared_room(alice: &Client, bob: &Client) -> String {
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "public_chat"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
-    let (status, resp) = bob
-        .post(&format!("{V3}/rooms/{}/join", enc(&room)), &json!({}))
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    room
+/// Alice and Bob, and a public room Alice creates and Bob joins.
+async fn alice_bob_room(server: &TestServer) -> ([(String, Client); 2], String) {
+    let [alice, bob] = users(server, ["alice", "bob"]).await;
+    let room = joined_room(&alice.1, &json!({"preset": "public_chat"}), &[&bob.1]).await;
+    ([alice, bob], room)
 }
 
 async fn long_poll(backend: Backend) {
     // Presence off: Alice's sending is activity, a change Bob would be
     // woken with besides the one each step waits for.
     let server = TestServer::start_with(backend, &[("MYELIN__PRESENCE__ENABLED", "false")]).await;
-    let [(_, alice), (bob_id, bob)] = users(&server).await;
-    let room = shared_room(&alice, &bob).await;
+    let ([(_, alice), (bob_id, bob)], room) = alice_bob_room(&server).await;
     let token = next_batch(&sync(&bob, "").await);
 
     // Alice sends: Bob's poll wakes with the message.
@@ -180,8 +159,7 @@ async fn incremental_computes(server: &TestServer) -> u64 {
 
 async fn presence_filtered_out(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let [(alice_id, alice), (_, bob)] = users(&server).await;
-    let room = shared_room(&alice, &bob).await;
+    let ([(alice_id, alice), (_, bob)], room) = alice_bob_room(&server).await;
     let filter = json!({"presence": {"types": []}});
     let extra = format!("&filter={}", enc(&filter.to_string()));
     let token = next_batch(&sync(&bob, &extra[1..]).await);

@@ -3,26 +3,15 @@
 //! see arrives through sync; the expiry of typing is unit-tested with
 //! paused time in `typing.rs`.)
 
-use crate::common::{Backend, TestServer, assert_error, create_user, enc};
+use crate::common::{Backend, TestServer, assert_error, enc, joined_room, users};
 use serde_json::json;
 
 const V3: &str = "/_matrix/client/v3";
 
 async fn typing_story(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (alice_id, alice_token) = create_user(&server, "alice").await;
-    let (bob_id, bob_token) = create_user(&server, "bob").await;
-    let alice = server.client().with_token(&alice_token);
-    let bob = server.client().with_token(&bob_token);
-
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "public_chat"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let [(alice_id, alice), (bob_id, bob)] = users(&server, ["alice", "bob"]).await;
+    let room = joined_room(&alice, &json!({"preset": "public_chat"}), &[]).await;
     let r = enc(&room);
     let bob_path = format!("{V3}/rooms/{r}/typing/{}", enc(&bob_id));
 

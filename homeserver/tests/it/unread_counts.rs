@@ -8,7 +8,7 @@
 //! through `storage::push_actions::unread_counts` on the server's own
 //! database, as sync does.
 
-use crate::common::{Backend, Client, TestServer, create_user, enc};
+use crate::common::{Backend, Client, TestServer, enc, joined_room, users};
 use myelin_homeserver::storage::push_actions::{UnreadCounts, unread_counts};
 use myelin_homeserver::storage::{Db, Sql as _};
 use serde_json::{Value, json};
@@ -56,10 +56,9 @@ async fn read(client: &Client, room: &str, receipt_type: &str, event: &str) {
 
 async fn unread_story(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (alice_id, alice_token) = create_user(&server, "alice").await;
-    let (bob_id, bob_token) = create_user(&server, "bob").await;
-    let alice = server.client().with_token(&alice_token);
-    let bob = server.client().with_token(&bob_token);
+    // Three members, so the one-to-one rules do not apply.
+    let [(alice_id, alice), (bob_id, bob), (carol_id, carol)] =
+        users(&server, ["alice", "bob", "carol"]).await;
     let db = Db::connect(&server.db_url, 2).await.expect("database");
 
     let (status, _) = bob
@@ -69,24 +68,8 @@ async fn unread_story(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
-    // Three members, so the one-to-one rules do not apply.
-    let (carol_id, carol_token) = create_user(&server, "carol").await;
-    let carol = server.client().with_token(&carol_token);
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "public_chat"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = joined_room(&alice, &json!({"preset": "public_chat"}), &[&bob, &carol]).await;
     let r = enc(&room);
-    for member in [&bob, &carol] {
-        let (status, resp) = member
-            .post(&format!("{V3}/rooms/{r}/join"), &json!({}))
-            .await;
-        assert_eq!(status, 200, "{resp}");
-    }
     assert_eq!(
         counts(&db, &bob_id, &room).await,
         (0, 0),

@@ -513,6 +513,41 @@ pub async fn create_user(server: &TestServer, localpart: &str) -> (String, Strin
     (user_id, token)
 }
 
+/// [`create_user`] for each of `localparts`: each user's ID and a client
+/// with their token.
+pub async fn users<const N: usize>(
+    server: &TestServer,
+    localparts: [&str; N],
+) -> [(String, Client); N] {
+    let mut out = Vec::with_capacity(N);
+    for localpart in localparts {
+        let (user_id, token) = create_user(server, localpart).await;
+        out.push((user_id, server.client().with_token(&token)));
+    }
+    match out.try_into() {
+        Ok(users) => users,
+        Err(_) => unreachable!("one user per localpart"),
+    }
+}
+
+/// A room `creator` creates (`body` is the `createRoom` request) and each
+/// of `joiners` joins: its ID.
+pub async fn joined_room(creator: &Client, body: &Value, joiners: &[&Client]) -> String {
+    let (status, resp) = creator.post("/_matrix/client/v3/createRoom", body).await;
+    assert_eq!(status, 200, "{resp}");
+    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    for joiner in joiners {
+        let (status, resp) = joiner
+            .post(
+                &format!("/_matrix/client/v3/rooms/{}/join", enc(&room)),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    room
+}
+
 /// Percent-encodes a path segment (room and event IDs carry `!`, `$`, `:`).
 pub fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
