@@ -18,8 +18,9 @@
 //! forgets all its entries. Member events a timeline carries are not
 //! held, as the room's state may have resolved to another.
 //!
-//! Memory is bounded: [`MAX_HELD`] members per loop and [`MAX_LOOPS`]
-//! loops; past either, what is held starts over.
+//! Memory is bounded: [`MAX_HELD`] members per loop, [`MAX_TOTAL_HELD`]
+//! in all and [`MAX_LOOPS`] loops (an entry is some 150 bytes); past
+//! any, what is held starts over.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -28,6 +29,9 @@ use super::token::SyncToken;
 
 /// Members held per loop at most.
 const MAX_HELD: usize = 1_000;
+
+/// Members held by all loops together at most.
+const MAX_TOTAL_HELD: usize = 300_000;
 
 /// Sync loops tracked at most.
 const MAX_LOOPS: usize = 10_000;
@@ -57,6 +61,8 @@ pub enum Change {
 #[derive(Default)]
 struct Loop {
     held: Arc<Held>,
+    /// How many members `held` has.
+    size: usize,
     /// The token `held` is valid from (`None`: an initial sync).
     from: Option<SyncToken>,
     /// The latest response computed from `from`.
@@ -72,41 +78,71 @@ struct Pending {
 /// redundant members once).
 #[derive(Default)]
 pub struct LazyMembers {
-    loops: Mutex<HashMap<LoopKey, Loop>>,
+    inner: Mutex<Loops>,
+}
+
+#[derive(Default)]
+struct Loops {
+    by_key: HashMap<LoopKey, Loop>,
+    /// The sum of their sizes.
+    total: usize,
 }
 
 impl LazyMembers {
-    fn lock(&self) -> MutexGuard<'_, HashMap<LoopKey, Loop>> {
+    fn lock(&self) -> MutexGuard<'_, Loops> {
         // No critical section can panic half-way.
-        self.loops.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Members held by all loops (for tests).
+    #[cfg(test)]
+    fn total(&self) -> usize {
+        self.lock().total
     }
 
     /// The members `key` holds for a request from `since`. `fresh` (an
     /// initial or `full_state` sync) starts over.
     pub fn begin(&self, key: &LoopKey, since: Option<SyncToken>, fresh: bool) -> Arc<Held> {
-        let mut loops = self.lock();
-        if !loops.contains_key(key) && loops.len() >= MAX_LOOPS {
-            loops.clear();
+        let mut guard = self.lock();
+        let loops = &mut *guard;
+        if !loops.by_key.contains_key(key) && loops.by_key.len() >= MAX_LOOPS {
+            loops.by_key.clear();
+            loops.total = 0;
         }
-        let state = loops.entry(key.clone()).or_default();
+        let state = loops.by_key.entry(key.clone()).or_default();
+        let mut keep = false;
         if !fresh && since.is_some() {
             // The loop got the pending response: what it carried is held.
             if let Some(pending) = state.pending.take_if(|p| Some(p.next) == since) {
-                apply(Arc::make_mut(&mut state.held), pending.changes);
+                let held = Arc::make_mut(&mut state.held);
+                apply(held, pending.changes);
+                let size = held.values().map(HashMap::len).sum();
+                loops.total = loops.total - state.size + size;
+                state.size = size;
                 state.from = since;
             }
-            if state.from == since
-                && state.held.values().map(HashMap::len).sum::<usize>() <= MAX_HELD
-            {
-                return state.held.clone();
-            }
+            keep = state.from == since && state.size <= MAX_HELD;
         }
-        *state = Loop {
-            held: Arc::default(),
-            from: since,
-            pending: None,
-        };
-        state.held.clone()
+        if !keep {
+            loops.total -= state.size;
+            *state = Loop {
+                from: since,
+                ..Loop::default()
+            };
+        }
+        let held = state.held.clone();
+        if loops.total > MAX_TOTAL_HELD {
+            // Every loop starts over from its token.
+            for other in loops.by_key.values_mut() {
+                *other = Loop {
+                    from: other.from,
+                    ..Loop::default()
+                };
+            }
+            loops.total = 0;
+            return Arc::default();
+        }
+        held
     }
 
     /// Notes what a response computed from `since`, with `next` as its
@@ -119,7 +155,7 @@ impl LazyMembers {
         changes: Vec<Change>,
     ) {
         let mut loops = self.lock();
-        let Some(state) = loops.get_mut(key) else {
+        let Some(state) = loops.by_key.get_mut(key) else {
             return;
         };
         if state.from != since {
@@ -274,6 +310,39 @@ mod tests {
         // A slow request from the initial sync's token finishes late.
         lazy.record(&k, None, token(2), vec![hold("!r", "@b", "$1")]);
         assert!(lazy.begin(&k, Some(token(2)), false).is_empty());
+    }
+
+    #[test]
+    fn all_loops_start_over_when_they_hold_too_much_together() {
+        let lazy = LazyMembers::default();
+        let per_loop = MAX_HELD / 2;
+        let loops = MAX_TOTAL_HELD / per_loop + 1;
+        let key = |i: usize| LoopKey {
+            device_id: format!("D{i}"),
+            ..key()
+        };
+        for i in 0..loops {
+            lazy.begin(&key(i), None, true);
+            let members = (0..per_loop)
+                .map(|m| hold("!r", &format!("@u{m}"), "$e"))
+                .collect();
+            lazy.record(&key(i), None, token(1), members);
+            let held = lazy.begin(&key(i), Some(token(1)), false);
+            let size: usize = held.values().map(HashMap::len).sum();
+            assert_eq!(size, if i + 1 < loops { per_loop } else { 0 }, "loop {i}");
+        }
+        assert_eq!(lazy.total(), 0);
+        // The first loop starts over from its token: what it gets next is
+        // held, and nothing from before.
+        lazy.record(
+            &key(0),
+            Some(token(1)),
+            token(2),
+            vec![hold("!s", "@b", "$1")],
+        );
+        let held = lazy.begin(&key(0), Some(token(2)), false);
+        assert!(holds(&held, "!s", "@b") && !holds(&held, "!r", "@u0"));
+        assert_eq!(lazy.total(), 1);
     }
 
     #[test]
