@@ -5,28 +5,25 @@
 //! visibility the same paging shows him none of them.
 
 use crate::common::federation::Federation;
-use crate::common::{Backend, Client, create_user, enc};
+use crate::common::{Backend, Client, create_room, create_user, enc};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
 
 /// Alice creates a room with `history` visibility and sends `count` messages; Bob joins.
 async fn room_with_history(alice: &Client, bob: &Client, history: &str, count: usize) -> String {
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({
-                "preset": "public_chat",
-                "initial_state": [{
-                    "type": "m.room.history_visibility",
-                    "state_key": "",
-                    "content": { "history_visibility": history },
-                }],
-            }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(
+        alice,
+        &json!({
+            "preset": "public_chat",
+            "initial_state": [{
+                "type": "m.room.history_visibility",
+                "state_key": "",
+                "content": { "history_visibility": history },
+            }],
+        }),
+    )
+    .await;
     for i in 0..count {
         let (status, resp) = alice
             .put(

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::federation::Federation;
-use crate::common::{Backend, Client, create_user, enc};
+use crate::common::{Backend, Client, create_room, create_user, enc};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -71,14 +71,11 @@ async fn chat_both_ways_and_catch_up(backend: Backend) {
     let alice = fed["alpha.test"].client().with_token(&alice_token);
     let bob = fed["beta.test"].client().with_token(&bob_token);
 
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({ "preset": "public_chat", "name": "Across" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(
+        &alice,
+        &json!({ "preset": "public_chat", "name": "Across" }),
+    )
+    .await;
     let (status, resp) = bob
         .post(
             &format!("{V3}/join/{}?server_name=alpha.test", enc(&room)),
@@ -185,14 +182,7 @@ async fn concurrent_power_changes_converge(backend: Backend) {
     let (_, bob_token) = create_user(&fed["beta.test"], "bob").await;
     let alice = fed["alpha.test"].client().with_token(&alice_token);
     let bob = fed["beta.test"].client().with_token(&bob_token);
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({ "preset": "public_chat" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(&alice, &json!({ "preset": "public_chat" })).await;
     let (status, resp) = bob
         .post(
             &format!("{V3}/join/{}?server_name=alpha.test", enc(&room)),
@@ -269,14 +259,7 @@ async fn three_servers_share_a_room(backend: Backend) {
     let alice = fed["alpha.test"].client().with_token(&alice_token);
     let bob = fed["beta.test"].client().with_token(&bob_token);
     let carol = fed["gamma.test"].client().with_token(&carol_token);
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({ "preset": "public_chat" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(&alice, &json!({ "preset": "public_chat" })).await;
     for user in [&bob, &carol] {
         let (status, resp) = user
             .post(
@@ -366,14 +349,7 @@ async fn kick_and_ban_across_servers(backend: Backend) {
     let (bob_id, bob_token) = create_user(&fed["beta.test"], "bob").await;
     let alice = fed["alpha.test"].client().with_token(&alice_token);
     let bob = fed["beta.test"].client().with_token(&bob_token);
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({ "preset": "public_chat" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(&alice, &json!({ "preset": "public_chat" })).await;
     let join = |bob: Client| {
         let room = room.clone();
         async move {

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::federation::{ActAs, Federation};
-use crate::common::{Backend, Client, enc, login_ok, register};
+use crate::common::{Backend, Client, create_room, enc, login_ok, register};
 use crate::e2ee_sync_story::Peer;
 use serde_json::json;
 
@@ -34,14 +34,7 @@ async fn start(backend: Backend) -> Federation {
 
 /// Alice creates a public room on alpha and Bob joins it from beta.
 async fn shared_room(alice: &Client, bob: &Client) -> String {
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({ "preset": "public_chat" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(alice, &json!({ "preset": "public_chat" })).await;
     let (status, resp) = bob
         .post(
             &format!("{V3}/join/{}?server_name=alpha.test", enc(&room)),

@@ -6,7 +6,7 @@
 //! an unsigned request.
 
 use crate::common::federation::Federation;
-use crate::common::{Backend, Client, create_user};
+use crate::common::{Backend, create_room, create_user};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -113,12 +113,6 @@ async fn directory_of_another_server(backend: Backend) {
     assert_eq!(resp["errcode"], "M_NOT_FOUND");
 }
 
-async fn create_room(client: &Client, body: Value) -> String {
-    let (status, resp) = client.post(&format!("{V3}/createRoom"), &body).await;
-    assert_eq!(status, 200, "{resp}");
-    resp["room_id"].as_str().expect("room_id").to_owned()
-}
-
 /// The room IDs of a directory page.
 fn room_ids(page: &Value) -> Vec<&str> {
     page["chunk"]
@@ -136,19 +130,19 @@ async fn directory_over_federation(backend: Backend) {
     let bob = beta.client().with_token(&bob_token);
     let rust = create_room(
         &bob,
-        json!({ "preset": "public_chat", "visibility": "public", "name": "Rust talk",
+        &json!({ "preset": "public_chat", "visibility": "public", "name": "Rust talk",
                 "topic": "borrowing" }),
     )
     .await;
     let python = create_room(
         &bob,
-        json!({ "preset": "public_chat", "visibility": "public", "name": "Python talk" }),
+        &json!({ "preset": "public_chat", "visibility": "public", "name": "Python talk" }),
     )
     .await;
     // Published nowhere: never listed.
     let hidden = create_room(
         &bob,
-        json!({ "preset": "public_chat", "name": "Rust secret" }),
+        &json!({ "preset": "public_chat", "name": "Rust secret" }),
     )
     .await;
 

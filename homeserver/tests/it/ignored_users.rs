@@ -3,7 +3,7 @@
 //! looks the same to everyone), and not his invites. Carol's messages are unaffected. When
 //! she stops ignoring him, his new messages come through again.
 
-use crate::common::{Backend, Client, TestServer, enc, joined_room, users};
+use crate::common::{Backend, Client, TestServer, create_room, enc, joined_room, users};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -173,14 +173,7 @@ async fn ignoring_a_user(backend: Backend) {
         .as_str()
         .expect("next_batch")
         .to_owned();
-    let (status, resp) = bob
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({ "invite": [alice_id] }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let invited_room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let invited_room = create_room(&bob, &json!({ "invite": [alice_id] })).await;
     let after_invite = sync(&alice, Some(&since)).await;
     assert!(
         after_invite["rooms"]["invite"].get(&invited_room).is_none(),

@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::federation::Federation;
-use crate::common::{Backend, Client, assert_error, enc, register};
+use crate::common::{Backend, Client, assert_error, create_room, enc, register};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -80,14 +80,7 @@ async fn presence_across_servers(backend: Backend) {
     let dave = alpha.with_token(&dave_token);
     let bob = fed["beta.test"].client().with_token(&bob_token);
 
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({ "preset": "public_chat" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(&alice, &json!({ "preset": "public_chat" })).await;
     let (status, resp) = carol
         .post(&format!("{V3}/join/{}", enc(&room)), &json!({}))
         .await;

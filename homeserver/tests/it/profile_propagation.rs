@@ -2,16 +2,10 @@
 //! gets an updated member event (keeping what else it said), rooms she
 //! left do not, and members see the change.
 
-use crate::common::{Backend, Client, TestServer, create_user, enc};
+use crate::common::{Backend, Client, TestServer, create_room, create_user, enc};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
-
-async fn create_room(client: &Client, body: Value) -> String {
-    let (status, resp) = client.post(&format!("{V3}/createRoom"), &body).await;
-    assert_eq!(status, 200, "{resp}");
-    resp["room_id"].as_str().expect("room_id").to_owned()
-}
 
 async fn member(client: &Client, room: &str, user: &str) -> Value {
     let (status, resp) = client
@@ -48,7 +42,7 @@ async fn profile_changes_reach_rooms(backend: Backend) {
     let alice = server.client().with_token(&alice_token);
     let bob = server.client().with_token(&bob_token);
 
-    let bobs_room = create_room(&bob, json!({"preset": "public_chat"})).await;
+    let bobs_room = create_room(&bob, &json!({"preset": "public_chat"})).await;
     // Alice joins with a reason, which her member event keeps.
     let (status, _) = alice
         .post(
@@ -57,8 +51,8 @@ async fn profile_changes_reach_rooms(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
-    let own_room = create_room(&alice, json!({"preset": "private_chat"})).await;
-    let left_room = create_room(&alice, json!({"preset": "private_chat"})).await;
+    let own_room = create_room(&alice, &json!({"preset": "private_chat"})).await;
+    let left_room = create_room(&alice, &json!({"preset": "private_chat"})).await;
     let (status, _) = alice
         .post(&format!("{V3}/rooms/{}/leave", enc(&left_room)), &json!({}))
         .await;

@@ -1,7 +1,7 @@
 //! Room creation per preset and version, knocking, and the spec's errors
 //! for bad input.
 
-use crate::common::{Backend, Client, TestServer, assert_error, create_user, enc};
+use crate::common::{Backend, Client, TestServer, assert_error, create_room, create_user, enc};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -111,21 +111,18 @@ async fn presets_and_versions(backend: Backend) {
         }
     }
     // initial_state, name, topic and a power levels override.
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({
-                "name": "N", "topic": "T",
-                "initial_state": [
-                    {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}},
-                    {"type": "org.example.custom", "state_key": "k", "content": {"a": 1}}
-                ],
-                "power_level_content_override": {"events_default": 10}
-            }),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(
+        &alice,
+        &json!({
+            "name": "N", "topic": "T",
+            "initial_state": [
+                {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}},
+                {"type": "org.example.custom", "state_key": "k", "content": {"a": 1}}
+            ],
+            "power_level_content_override": {"events_default": 10}
+        }),
+    )
+    .await;
     let hv = state_event(&alice, &room, "m.room.history_visibility").await;
     assert_eq!(hv["content"]["history_visibility"], "joined");
     let pl = state_event(&alice, &room, "m.room.power_levels").await;
@@ -150,14 +147,7 @@ async fn knocking(backend: Backend) {
     let (bob_id, bob_token) = create_user(&server, "bob").await;
     let alice = server.client().with_token(&alice_token);
     let bob = server.client().with_token(&bob_token);
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(&alice, &json!({"initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]})).await;
     let r = enc(&room);
     let (status, resp) = bob
         .post(&format!("{V3}/knock/{r}"), &json!({"reason": "let me in"}))

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{Backend, TestServer, create_user, enc};
+use crate::common::{Backend, TestServer, create_room, create_user, enc};
 use serde_json::json;
 
 const V3: &str = "/_matrix/client/v3";
@@ -19,14 +19,7 @@ async fn acknowledged_sends_survive_a_kill(backend: Backend) {
         tokens.push(create_user(&server, name).await);
     }
     let owner = server.client().with_token(&tokens[0].1);
-    let (status, resp) = owner
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "public_chat"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(&owner, &json!({"preset": "public_chat"})).await;
     // A second room, so writes to two rooms run in parallel.
     let (_, resp) = owner
         .post(

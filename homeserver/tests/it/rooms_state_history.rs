@@ -2,7 +2,7 @@
 //! both the current state and the state at old events right; history
 //! visibility `joined` hides what was said before a user joined.
 
-use crate::common::{Backend, TestServer, create_user, enc};
+use crate::common::{Backend, TestServer, create_room, create_user, enc};
 use serde_json::json;
 
 const V3: &str = "/_matrix/client/v3";
@@ -13,16 +13,13 @@ async fn state_at_old_events_and_joined_visibility(backend: Backend) {
     let (bob_id, bob_token) = create_user(&server, "bob").await;
     let alice = server.client().with_token(&alice_token);
     let bob = server.client().with_token(&bob_token);
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "public_chat", "initial_state": [
-                {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}
-            ]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(
+        &alice,
+        &json!({"preset": "public_chat", "initial_state": [
+            {"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}
+        ]}),
+    )
+    .await;
     let r = enc(&room);
 
     // 80 topic changes, each followed by a message naming it.

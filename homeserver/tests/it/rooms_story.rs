@@ -2,7 +2,7 @@
 //! history; Alice redacts, sets state, kicks, bans and unbans Bob; Bob
 //! leaves and forgets. Everything survives a restart.
 
-use crate::common::{Backend, Client, TestServer, assert_error, create_user, enc};
+use crate::common::{Backend, Client, TestServer, assert_error, create_room, create_user, enc};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -51,14 +51,11 @@ async fn chat_story(backend: Backend) {
     let alice = server.client().with_token(&alice_token);
     let bob = server.client().with_token(&bob_token);
 
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "private_chat", "name": "Tea", "topic": "Leaves"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(
+        &alice,
+        &json!({"preset": "private_chat", "name": "Tea", "topic": "Leaves"}),
+    )
+    .await;
     let r = enc(&room);
     assert_eq!(joined_rooms(&alice).await, vec![room.clone()]);
 

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::federation::Federation;
 use crate::common::synapse::{self, Synapse};
-use crate::common::{Backend, Client, enc, login_ok, register};
+use crate::common::{Backend, Client, create_room, enc, login_ok, register};
 use crate::e2ee_support::SigningKey;
 use crate::e2ee_sync_story::{Peer, read_timeline, send_encrypted};
 use serde_json::{Value, json};
@@ -1099,12 +1099,6 @@ async fn encrypted_chat_both_ways(backend: Backend) {
     assert_content(&fed, &synapse, &[]);
 }
 
-async fn create_room(client: &Client, body: Value) -> String {
-    let (status, resp) = client.post(&format!("{V3}/createRoom"), &body).await;
-    assert_eq!(status, 200, "{resp}");
-    resp["room_id"].as_str().expect("room_id").to_owned()
-}
-
 /// A room only members of a space may join, on each side: the resident server authorises
 /// the other's join (`join_authorised_via_users_server`) once the user is in the space.
 async fn restricted_rooms_both_ways(backend: Backend) {
@@ -1122,10 +1116,10 @@ async fn restricted_rooms_both_ways(backend: Backend) {
         (&sam, &sam_id, &mia, &mia_id, &synapse.name),
         (&mia, &mia_id, &sam, &sam_id, &myelin.name),
     ] {
-        let space = create_room(owner, json!({ "preset": "public_chat", "name": "Space" })).await;
+        let space = create_room(owner, &json!({ "preset": "public_chat", "name": "Space" })).await;
         let room = create_room(
             owner,
-            json!({
+            &json!({
                 "preset": "private_chat", "name": "Members only",
                 "initial_state": [{
                     "type": "m.room.join_rules", "state_key": "",
@@ -1204,7 +1198,7 @@ async fn older_room_versions(backend: Backend) {
     for version in ["10", "11"] {
         for (owner, joiner, via) in [(&sam, &mia, &synapse.name), (&mia, &sam, &myelin.name)] {
             let body = json!({ "preset": "public_chat", "room_version": version });
-            let room = create_room(owner, body).await;
+            let room = create_room(owner, &body).await;
             assert_eq!(room_version(owner, &room).await, version);
             if version == "11" && via == &synapse.name {
                 sams_v11 = Some(room.clone());
@@ -1285,7 +1279,7 @@ async fn shared_room(
 ) -> String {
     let room = create_room(
         mia,
-        json!({
+        &json!({
             "preset": "public_chat",
             "power_level_content_override": { "users": { sam_id: 100 } },
         }),

@@ -3,7 +3,7 @@
 //! timeline's `prev_batch` pages back with `/messages`; a garbage token is
 //! the spec's error; an old token still works after a restart.
 
-use crate::common::{Backend, Client, TestServer, assert_error, create_user, enc};
+use crate::common::{Backend, Client, TestServer, assert_error, create_room, create_user, enc};
 use serde_json::{Value, json};
 
 const V3: &str = "/_matrix/client/v3";
@@ -59,14 +59,11 @@ async fn initial_and_incremental(backend: Backend) {
     let (bob_id, _bob_token) = create_user(&server, "bob").await;
     let alice = server.client().with_token(&alice_token);
 
-    let (status, resp) = alice
-        .post(
-            &format!("{V3}/createRoom"),
-            &json!({"preset": "private_chat", "name": "Tea", "invite": [bob_id]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(
+        &alice,
+        &json!({"preset": "private_chat", "name": "Tea", "invite": [bob_id]}),
+    )
+    .await;
     let first = send(&alice, &room, "t1", "one").await;
     send(&alice, &room, "t2", "two").await;
     let (status, resp) = alice
@@ -230,14 +227,7 @@ async fn many_rooms(backend: Backend) {
     let alice = server.client().with_token(&alice_token);
     let mut rooms = Vec::new();
     for i in 0..12 {
-        let (status, resp) = alice
-            .post(
-                &format!("{V3}/createRoom"),
-                &json!({"name": format!("room {i}")}),
-            )
-            .await;
-        assert_eq!(status, 200, "{resp}");
-        let room = resp["room_id"].as_str().expect("room_id").to_owned();
+        let room = create_room(&alice, &json!({"name": format!("room {i}")})).await;
         send(&alice, &room, &format!("m{i}"), &format!("hello {i}")).await;
         rooms.push(room);
     }

@@ -3,7 +3,7 @@
 //! see arrives through sync; the expiry of typing is unit-tested with
 //! paused time in `typing.rs`.)
 
-use crate::common::{Backend, TestServer, assert_error, enc, joined_room, users};
+use crate::common::{Backend, TestServer, assert_error, create_room, enc, users};
 use serde_json::json;
 
 const V3: &str = "/_matrix/client/v3";
@@ -11,7 +11,7 @@ const V3: &str = "/_matrix/client/v3";
 async fn typing_story(backend: Backend) {
     let server = TestServer::start(backend).await;
     let [(alice_id, alice), (bob_id, bob)] = users(&server, ["alice", "bob"]).await;
-    let room = joined_room(&alice, &json!({"preset": "public_chat"}), &[]).await;
+    let room = create_room(&alice, &json!({"preset": "public_chat"})).await;
     let r = enc(&room);
     let bob_path = format!("{V3}/rooms/{r}/typing/{}", enc(&bob_id));
 

@@ -530,12 +530,17 @@ pub async fn users<const N: usize>(
     }
 }
 
+/// A room `creator` creates (`body` is the `createRoom` request): its ID.
+pub async fn create_room(creator: &Client, body: &Value) -> String {
+    let (status, resp) = creator.post("/_matrix/client/v3/createRoom", body).await;
+    assert_eq!(status, 200, "{resp}");
+    resp["room_id"].as_str().expect("room_id").to_owned()
+}
+
 /// A room `creator` creates (`body` is the `createRoom` request) and each
 /// of `joiners` joins: its ID.
 pub async fn joined_room(creator: &Client, body: &Value, joiners: &[&Client]) -> String {
-    let (status, resp) = creator.post("/_matrix/client/v3/createRoom", body).await;
-    assert_eq!(status, 200, "{resp}");
-    let room = resp["room_id"].as_str().expect("room_id").to_owned();
+    let room = create_room(creator, body).await;
     for joiner in joiners {
         let (status, resp) = joiner
             .post(
